@@ -1,0 +1,58 @@
+"""forgetkit: selective forgetting in deep networks, implemented faithfully and measured honestly.
+
+The public API in one place::
+
+    from forgetkit import load_dataset, forget_class, ModelConfig, TrainConfig
+    from forgetkit import train_original, retrain, get_method, evaluate
+"""
+
+from forgetkit.data import ImageDataset, Samples, load_dataset
+from forgetkit.methods import (
+    UnlearningMethod,
+    UnlearnResult,
+    as_neurips_unlearning,
+    available_methods,
+    get_method,
+)
+from forgetkit.models import ModelConfig, build_model, reinitialize
+from forgetkit.runtime import resolve_device
+from forgetkit.scenarios import (
+    ForgetTask,
+    forget_class,
+    forget_identity,
+    forget_indices,
+    forget_injected,
+    forget_random,
+    forget_subclass,
+)
+from forgetkit.train import TrainConfig, TrainedModel, retrain, train_model, train_original
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ForgetTask",
+    "ImageDataset",
+    "ModelConfig",
+    "Samples",
+    "TrainConfig",
+    "TrainedModel",
+    "UnlearnResult",
+    "UnlearningMethod",
+    "__version__",
+    "as_neurips_unlearning",
+    "available_methods",
+    "build_model",
+    "forget_class",
+    "forget_identity",
+    "forget_indices",
+    "forget_injected",
+    "forget_random",
+    "forget_subclass",
+    "get_method",
+    "load_dataset",
+    "reinitialize",
+    "resolve_device",
+    "retrain",
+    "train_model",
+    "train_original",
+]

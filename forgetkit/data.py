@@ -1,0 +1,447 @@
+"""Datasets: official downloads for users with network, a verified offline mirror for everyone else.
+
+Every dataset arrives as an :class:`ImageDataset` of normalised float tensors held in memory;
+the datasets used here are small enough for that, and it keeps batching fast and seedable.
+The offline mirror is a folder of ``.npz`` files (no pickles) named by the ``FORGETKIT_DATA``
+environment variable and checked against its ``MANIFEST.json`` before use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+DATA_ENV = "FORGETKIT_DATA"
+OFFLINE_ENV = "FORGETKIT_OFFLINE"
+
+MNIST_CLASSES = tuple(str(i) for i in range(10))
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Source:
+    """How one dataset is stored offline and normalised."""
+
+    file: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+    exact: bool
+    note: str
+    content_sha256: str | None = None  # of the raw arrays, for datasets that must be exact
+
+
+SOURCES: dict[str, _Source] = {
+    "mnist": _Source(
+        "mnist.npz", (0.1307,), (0.3081,), MNIST_CLASSES, True, "MNIST (official pixels)",
+        "1e35582d42a90940c55b956deb61875c020b567ed20e3c5b174f52bf7809ed9b",
+    ),
+    "cifar10": _Source(
+        "cifar10.npz", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), CIFAR10_CLASSES,
+        True, "CIFAR-10 (official pixels)",
+    ),
+    "cifar10-jpeg15k": _Source(
+        "cifar10_jpeg_15k.npz", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        CIFAR10_CLASSES, False,
+        "CIFAR-10 15k subset decoded from JPEG (lossy: about 30 dB PSNR against the official pixels)",
+    ),
+    "olivetti": _Source(
+        "olivetti_faces.npz", (0.5192,), (0.1637,), tuple(f"person {i}" for i in range(40)), True,
+        "Olivetti faces (official pixels), 7 train / 3 test images per person",
+        "f1e0f2355021edcde02f219a7623fe391b82324011c138ea6cb2addec083574c",
+    ),
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True, eq=False)
+class Samples:
+    """Inputs and labels, already normalised: the currency every method and metric takes."""
+
+    x: Tensor
+    y: Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, Tensor) or not isinstance(self.y, Tensor):
+            raise TypeError("Samples needs tensors x and y")
+        if self.y.ndim != 1:
+            raise ValueError(f"labels must be 1-D, got shape {tuple(self.y.shape)}")
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(
+                f"inputs and labels disagree in length: {self.x.shape[0]} inputs, "
+                f"{self.y.shape[0]} labels"
+            )
+        if self.y.dtype != torch.int64:
+            object.__setattr__(self, "y", self.y.long())
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def to(self, device: torch.device | str) -> Samples:
+        return Samples(self.x.to(device), self.y.to(device))
+
+    def subset(self, index: Tensor | np.ndarray | Sequence[int]) -> Samples:
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long, device=self.x.device)
+        return Samples(self.x[idx], self.y[idx])
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield ``(x, y)`` mini-batches; shuffling draws only from ``generator``."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else None
+        for start in range(0, n, batch_size):
+            if order is None:
+                yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+            else:
+                idx = order[start : start + batch_size].to(self.x.device)
+                yield self.x[idx], self.y[idx]
+
+    @staticmethod
+    def concat(parts: Sequence[Samples]) -> Samples:
+        return Samples(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
+
+    @classmethod
+    def coerce(cls, data: Any, what: str = "data") -> Samples:
+        """Accept ``Samples``, an ``(x, y)`` pair, a ``TensorDataset`` or a ``DataLoader``.
+
+        ``what`` names the argument in error messages ("forget set", "retain set", ...).
+        """
+        if isinstance(data, Samples):
+            out = data
+        elif isinstance(data, tuple | list) and len(data) == 2:
+            out = cls(torch.as_tensor(data[0]), torch.as_tensor(data[1]))
+        elif isinstance(data, torch.utils.data.TensorDataset):
+            if len(data.tensors) < 2:
+                raise ValueError(f"{what}: a TensorDataset needs (inputs, labels) tensors")
+            out = cls(data.tensors[0], data.tensors[1])
+        elif isinstance(data, torch.utils.data.DataLoader):
+            xs, ys = [], []
+            for batch in data:
+                xs.append(torch.as_tensor(batch[0]))
+                ys.append(torch.as_tensor(batch[1]))
+            if not xs:
+                raise ValueError(f"{what} is empty: the DataLoader yielded no batches")
+            out = cls(torch.cat(xs), torch.cat(ys))
+        else:
+            raise TypeError(
+                f"{what}: expected Samples, an (inputs, labels) pair, a TensorDataset or a "
+                f"DataLoader, got {type(data).__name__}"
+            )
+        if len(out) == 0:
+            raise ValueError(f"{what} is empty")
+        if not torch.is_floating_point(out.x):
+            raise ValueError(f"{what}: inputs must be floating point, got {out.x.dtype}")
+        if not bool(torch.isfinite(out.x).all()):
+            raise ValueError(f"{what}: inputs contain NaN or infinite values")
+        return out
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True, eq=False)
+class ImageDataset:
+    """A labelled image dataset with fixed train and test parts, normalised per channel."""
+
+    name: str
+    train: Samples
+    test: Samples
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    exact: bool
+    note: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A content hash of the tensors: part of every checkpoint's cache key."""
+        h = hashlib.sha256(self.name.encode())
+        for t in (self.train.x, self.train.y, self.test.x, self.test.y):
+            h.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())
+        return h.hexdigest()[:16]
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Back to pixel intensities in [0, 1], for display."""
+        mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
+        return (x * std + mean).clamp(0, 1)
+
+    def normalize(self, pixels: Tensor) -> Tensor:
+        """From intensities in [0, 1] to the model's input space."""
+        mean = torch.tensor(self.mean, device=pixels.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, device=pixels.device).view(-1, 1, 1)
+        return (pixels - mean) / std
+
+    def subsample(self, n_train: int | None = None, n_test: int | None = None, *, seed: int = 0):
+        """A class-stratified subset of the train and test parts, reproducible from ``seed``."""
+        rng = np.random.default_rng(seed)
+        train = (
+            self.train
+            if n_train is None
+            else self.train.subset(_stratified(self.train.y, n_train, rng, "n_train"))
+        )
+        test = (
+            self.test
+            if n_test is None
+            else self.test.subset(_stratified(self.test.y, n_test, rng, "n_test"))
+        )
+        label = f"{self.name}[{len(train)}/{len(test)}, seed {seed}]"
+        return _replace(self, name=label, train=train, test=test)
+
+    def resized(self, size: int) -> ImageDataset:
+        """Area-downsampled images (e.g. Olivetti's 64x64 to 32x32 for faster models)."""
+
+        def shrink(s: Samples) -> Samples:
+            return Samples(F.interpolate(s.x, size=(size, size), mode="area"), s.y)
+
+        return _replace(self, name=f"{self.name}@{size}px", train=shrink(self.train),
+                        test=shrink(self.test))  # fmt: skip
+
+
+def _replace(ds: ImageDataset, **changes: Any) -> ImageDataset:
+    fields = {k: getattr(ds, k) for k in ImageDataset.__dataclass_fields__}
+    fields.update(changes)
+    return ImageDataset(**fields)
+
+
+def _stratified(labels: Tensor, n: int, rng: np.random.Generator, what: str) -> np.ndarray:
+    y = labels.cpu().numpy()
+    if not 0 < n <= len(y):
+        raise ValueError(f"{what}={n} is out of range: the set has {len(y)} samples")
+    classes, counts = np.unique(y, return_counts=True)
+    quota = np.floor(counts / len(y) * n).astype(int)
+    for i in np.argsort(-(counts / len(y) * n - quota))[: n - quota.sum()]:
+        quota[i] += 1
+    picks = [rng.choice(np.flatnonzero(y == c), size=q, replace=False)
+             for c, q in zip(classes, quota, strict=True)]  # fmt: skip
+    return np.sort(np.concatenate(picks))
+
+
+def data_dir() -> Path | None:
+    """The offline mirror named by ``FORGETKIT_DATA``, or ``None`` when unset."""
+    value = os.environ.get(DATA_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@functools.cache
+def _verified(path: Path, size: int, mtime: float) -> None:
+    """Check ``path`` against the MANIFEST.json beside it (memoised per file version)."""
+    manifest = path.parent / "MANIFEST.json"
+    if not manifest.exists():
+        raise FileNotFoundError(
+            f"{path.parent} has no MANIFEST.json; run `forgetkit-data prepare {path.parent}`"
+        )
+    entries = {e["file"]: e for e in json.loads(manifest.read_text())}
+    if path.name not in entries:
+        raise ValueError(f"{path.name} is not listed in {manifest}")
+    if _sha256(path) != entries[path.name]["sha256"]:
+        raise ValueError(f"{path} does not match the checksum in {manifest}: the file is corrupt")
+
+
+def _content_sha256(arrays: Sequence[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+_LAYOUT = {"olivetti": ("images", "target")}
+_DEFAULT_LAYOUT = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _raw_arrays(name: str, root: Path | None, download: bool) -> dict[str, np.ndarray]:
+    """The arrays in the offline file's own layout (uint8 images, int64 labels)."""
+    src = SOURCES[name]
+    if root is not None and (root / src.file).exists():
+        path = root / src.file
+        _verified(path, path.stat().st_size, path.stat().st_mtime)
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in _LAYOUT.get(name, _DEFAULT_LAYOUT)}
+    if name == "cifar10-jpeg15k":
+        raise FileNotFoundError(
+            f"the CIFAR-10 JPEG subset exists only as an offline file ({src.file}); "
+            f"set {DATA_ENV} to the folder that holds it"
+        )
+    if not download:
+        where = f"{DATA_ENV}={root}" if root is not None else f"{DATA_ENV} is not set"
+        raise FileNotFoundError(
+            f"dataset {name!r} is not available offline ({where}) and downloads are disabled "
+            f"({OFFLINE_ENV}=1): point {DATA_ENV} at a folder prepared with `forgetkit-data "
+            "prepare`"
+        )
+    return _download(name, Path(tempfile.gettempdir()) / "forgetkit-downloads")
+
+
+def _train_test(name: str, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """(x_train, y_train, x_test, y_test) with NHWC images."""
+    if name != "olivetti":
+        return tuple(arrays[k] for k in _DEFAULT_LAYOUT)
+    # A fixed split, 7 train and 3 test images per person (seed 0 within each person).
+    images, target = arrays["images"][..., None], arrays["target"].astype(np.int64)
+    rng = np.random.default_rng(0)
+    train, test = [], []
+    for person in np.unique(target):
+        idx = rng.permutation(np.flatnonzero(target == person))
+        train.extend(idx[:7])
+        test.extend(idx[7:])
+    train, test = np.sort(train), np.sort(test)
+    return images[train], target[train], images[test], target[test]
+
+
+def _download(name: str, root: Path) -> dict[str, np.ndarray]:
+    """Official data through torchvision (MNIST, CIFAR-10) or scikit-learn (Olivetti)."""
+    if name == "olivetti":
+        from sklearn.datasets import fetch_olivetti_faces
+
+        faces = fetch_olivetti_faces(data_home=str(root))
+        images = np.rint(faces.images * 255).astype(np.uint8)
+        return {"images": images, "target": faces.target.astype(np.int64)}
+    import torchvision
+
+    cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}[name]
+    arrays = {}
+    for train, part in ((True, "train"), (False, "test")):
+        ds = cls(str(root), train=train, download=True)
+        x = np.asarray(ds.data, dtype=np.uint8)
+        arrays[f"x_{part}"] = x[..., None] if x.ndim == 3 else x
+        arrays[f"y_{part}"] = np.asarray(ds.targets, dtype=np.int64)
+    return arrays
+
+
+def load_dataset(name: str, *, root: str | Path | None = None, download: bool | None = None):
+    """Load ``"mnist"``, ``"cifar10"``, ``"cifar10-jpeg15k"`` or ``"olivetti"``.
+
+    Looks first in ``root`` (default: ``$FORGETKIT_DATA``), verifying the file against the
+    folder's MANIFEST.json; otherwise downloads the official data unless ``download`` is
+    false or ``$FORGETKIT_OFFLINE`` is ``1``.
+    """
+    if name not in SOURCES:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(SOURCES)}")
+    return _load_cached(name, None if root is None else str(root), download)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, root: str | None, download: bool | None) -> ImageDataset:
+    src = SOURCES[name]
+    folder = Path(root).expanduser() if root is not None else data_dir()
+    if download is None:
+        download = os.environ.get(OFFLINE_ENV, "0") != "1"
+    arrays = _raw_arrays(name, folder, download)
+    if (
+        src.content_sha256 is not None
+        and _content_sha256(list(arrays.values())) != src.content_sha256
+    ):
+        raise ValueError(f"{name}: the arrays differ from the official release")
+    x_tr, y_tr, x_te, y_te = _train_test(name, arrays)
+    dataset = ImageDataset(
+        name=name,
+        train=Samples(_to_tensor(x_tr, src), torch.as_tensor(y_tr, dtype=torch.long)),
+        test=Samples(_to_tensor(x_te, src), torch.as_tensor(y_te, dtype=torch.long)),
+        classes=src.classes,
+        mean=src.mean,
+        std=src.std,
+        exact=src.exact,
+        note=src.note,
+    )
+    return dataset
+
+
+def _to_tensor(images: np.ndarray, src: _Source) -> Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(src.mean).view(1, -1, 1, 1)
+    std = torch.tensor(src.std).view(1, -1, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+# --------------------------------------------------------------------------- mirror CLI
+
+
+def prepare(folder: str | Path, names: Sequence[str] = ("mnist", "olivetti")) -> Path:
+    """Write (or verify) an offline mirror of the official data in ``folder``.
+
+    Existing files listed in the folder's manifest are only verified; missing ones are
+    downloaded once and written atomically, so tests and chapters never download later.
+    """
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest_path = folder / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
+    listed = {e["file"] for e in manifest}
+    for name in names:
+        src = SOURCES[name]
+        path = folder / src.file
+        if path.exists() and src.file in listed:
+            _verified(path, path.stat().st_size, path.stat().st_mtime)
+            continue
+        if name == "cifar10-jpeg15k":
+            raise FileNotFoundError("the CIFAR-10 JPEG subset cannot be downloaded; copy it")
+        arrays = _download(name, folder / "downloads")
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+        manifest = [e for e in manifest if e["file"] != src.file]
+        manifest.append({
+            "file": src.file,
+            "sha256": _sha256(path),
+            "arrays": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()},
+        })  # fmt: skip
+        tmp_manifest = manifest_path.with_suffix(".tmp")
+        tmp_manifest.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp_manifest, manifest_path)
+    return folder
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="forgetkit-data", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["prepare", "verify"])
+    parser.add_argument("folder", help="the offline data folder (FORGETKIT_DATA)")
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "olivetti"],
+                        choices=sorted(SOURCES))  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
+        prepare(args.folder, args.datasets)
+    for name in args.datasets:
+        ds = load_dataset(name, root=args.folder, download=False)
+        print(f"{name}: {len(ds.train)} train / {len(ds.test)} test, verified ({ds.note})")
+
+
+if __name__ == "__main__":
+    main()

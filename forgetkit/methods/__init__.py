@@ -1,0 +1,25 @@
+"""Unlearning methods behind one interface: ``get_method(name).unlearn(model, forget, ...)``."""
+
+from forgetkit.methods.adapters import as_neurips_unlearning
+from forgetkit.methods.base import (
+    ForgetData,
+    UnlearningMethod,
+    UnlearnResult,
+    available_methods,
+    get_method,
+    register,
+)
+from forgetkit.methods.baselines import Finetune, NegGrad, Retrain
+
+__all__ = [
+    "Finetune",
+    "ForgetData",
+    "NegGrad",
+    "Retrain",
+    "UnlearnResult",
+    "UnlearningMethod",
+    "as_neurips_unlearning",
+    "available_methods",
+    "get_method",
+    "register",
+]

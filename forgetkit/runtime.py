@@ -1,0 +1,84 @@
+"""Devices, seeds and timers: the few runtime facts every other module agrees on."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+DeviceLike = str | torch.device | None
+
+
+def resolve_device(device: DeviceLike = None) -> torch.device:
+    """Turn ``None``/``"auto"`` into CUDA when present, else CPU; validate explicit choices.
+
+    Asking for CUDA on a machine without it is an error rather than a silent fallback,
+    so a GPU experiment never quietly runs (and is timed) on the CPU.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(dev)!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter (or buffer); CPU for a parameterless model."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def generator(seed: int, device: DeviceLike = "cpu") -> torch.Generator:
+    """A fresh torch generator on ``device``: explicit generators keep library calls from
+    disturbing (or depending on) the caller's global random state."""
+    return torch.Generator(device=resolve_device(device)).manual_seed(int(seed))
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: DeviceLike = None) -> Iterator[None]:
+    """Run a block under fixed global seeds (torch, numpy, random) and restore the caller's
+    random state afterwards, so that seeding a library call has no side effects."""
+    dev = resolve_device(device)
+    cuda_devices = [dev] if dev.type == "cuda" else []
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(int(seed))
+        random.seed(int(seed))
+        np.random.seed(int(seed) % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so that wall-clock timings measure the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Stopwatch:
+    """Wall-clock seconds of a block, with CUDA synchronised at both ends."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        synchronize(self.device)
+        self.seconds = time.perf_counter() - self._start

@@ -1,0 +1,270 @@
+"""Seeded SGD training, the checkpoint cache around it, and the retrain-from-scratch oracle.
+
+Two calls with the same model config, data, hyperparameters and seed give bit-identical
+weights on the same machine and thread count. Training hooks let a method ask for what it
+needs from training time (saved gradients for L-CODEC, mnemonic codes mixed into batches
+for the mnemonic-code method) without a training loop of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from forgetkit.cache import CheckpointCache, hash_payload, hash_tensors
+from forgetkit.data import Samples
+from forgetkit.models import ModelConfig, build_model
+from forgetkit.runtime import DeviceLike, Stopwatch, generator, resolve_device, seeded
+
+TRAIN_CODE_VERSION = 1  # bump when a change to this module changes trained weights
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """SGD hyperparameters. ``l2_to_init`` makes weight decay pull toward the initial weights
+    rather than zero, as Golatkar et al.'s training code does; ``bn_eval`` keeps batch-norm
+    statistics frozen (their ``--disable-bn``)."""
+
+    epochs: int = 10
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    l2_to_init: bool = False
+    bn_eval: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {self}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.schedule not in ("constant", "cosine", "onecycle"):
+            raise ValueError(f"unknown schedule {self.schedule!r}")
+
+
+class TrainHook:
+    """Extension point into the training loop; the default does nothing.
+
+    ``fingerprint`` enters the cache key, ``transform`` may rewrite each batch, ``after_step``
+    sees the model after each update, and ``artifacts`` are stored with the checkpoint.
+    """
+
+    name = "hook"
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def transform(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        return x, y
+
+    def after_backward(self, model: nn.Module, epoch: int, n_epochs: int) -> None:
+        """Called with gradients populated, before the optimiser step."""
+
+    def artifacts(self) -> dict[str, Tensor]:
+        return {}
+
+    def restore(self, artifacts: dict[str, Tensor]) -> None:
+        """Receive this hook's artifacts back from a cached checkpoint."""
+
+
+@dataclass
+class TrainedModel:
+    """A trained network with its per-epoch history and provenance."""
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    seconds: float
+    key: str
+    cached: bool
+    artifacts: dict[str, Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """Deterministic kernels for the duration of a block (restored afterwards)."""
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_bench
+
+
+def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, steps: int):
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(steps, 1))
+    return None
+
+
+def fit(
+    model: nn.Module,
+    data: Samples,
+    config: TrainConfig,
+    *,
+    seed: int = 0,
+    device: DeviceLike = None,
+    hooks: Sequence[TrainHook] = (),
+    progress: bool = False,
+    desc: str = "train",
+    loss_sign: float = 1.0,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place with seeded mini-batch SGD; return per-epoch history.
+
+    ``loss_sign=-1`` ascends the loss instead (gradient ascent, for the NegGrad baseline).
+    """
+    dev = resolve_device(device)
+    model.to(dev)
+    data = data.to(dev)
+    steps_per_epoch = -(-len(data) // config.batch_size)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum,
+        weight_decay=0.0 if config.l2_to_init else config.weight_decay,
+    )  # fmt: skip
+    sched = _scheduler(opt, config, config.epochs * steps_per_epoch)
+    anchor = [p.detach().clone() for p in model.parameters()] if config.l2_to_init else None
+    shuffle_gen = generator(seed + 7919)  # a stream of its own, independent of the init seed
+    aug_gen = generator(seed + 104729)
+    history: list[dict[str, float]] = []
+    epochs = tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False)
+    with seeded(seed, dev), deterministic():
+        for epoch in epochs:
+            model.train()
+            if config.bn_eval:
+                for m in model.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
+            total, correct, loss_sum = 0, 0, 0.0
+            for x, y in data.batches(config.batch_size, shuffle=True, generator=shuffle_gen):
+                for hook in hooks:
+                    x, y = hook.transform(x, y, aug_gen)
+                opt.zero_grad(set_to_none=True)
+                out = model(x)
+                loss = F.cross_entropy(out, y)
+                objective = loss_sign * loss
+                if anchor is not None:
+                    objective = objective + 0.5 * config.weight_decay * sum(
+                        (p - a).pow(2).sum()
+                        for p, a in zip(model.parameters(), anchor, strict=True)
+                    )
+                objective.backward()
+                for hook in hooks:
+                    hook.after_backward(model, epoch, config.epochs)
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                loss_sum += float(loss.detach()) * len(y)
+                correct += int((out.argmax(1) == y).sum())
+                total += len(y)
+            if not torch.isfinite(torch.tensor(loss_sum)):
+                raise FloatingPointError(
+                    f"{desc}: the loss became NaN or infinite in epoch {epoch + 1}; "
+                    f"lower the learning rate (lr={config.lr})"
+                )
+            record = {"epoch": epoch + 1, "loss": loss_sum / total, "accuracy": correct / total}
+            history.append(record)
+            epochs.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}")
+    model.eval()
+    return history
+
+
+def train_model(
+    model_config: ModelConfig,
+    data: Samples,
+    config: TrainConfig,
+    *,
+    seed: int = 0,
+    device: DeviceLike = None,
+    cache: CheckpointCache | bool = True,
+    hooks: Sequence[TrainHook] = (),
+    init_from: nn.Module | None = None,
+    progress: bool = False,
+    desc: str = "train",
+) -> TrainedModel:
+    """Build a model from ``model_config`` (seeded) and train it on ``data``, through the cache.
+
+    ``init_from`` starts from another model's weights instead (fine-tuning a pretrained net);
+    its weights enter the cache key.
+    """
+    dev = resolve_device(device)
+    data = Samples.coerce(data, "training data")
+    store = CheckpointCache() if cache is True else (cache or None)
+    payload = {
+        "model": model_config.as_dict(),
+        "data": hash_tensors(data.x, data.y),
+        "train": asdict(config),
+        "seed": seed,
+        "device": dev.type,
+        "hooks": [h.fingerprint() for h in hooks],
+        "init": None if init_from is None else hash_tensors(*init_from.state_dict().values()),
+        "version": TRAIN_CODE_VERSION,
+    }
+    key = hash_payload(payload)
+    model = build_model(model_config, seed=seed)
+    if init_from is not None:
+        model.load_state_dict(init_from.state_dict())
+    if store is not None and (hit := store.load(key)) is not None:
+        tensors, meta = hit
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        artifacts = {k[9:]: v for k, v in tensors.items() if k.startswith("artifact.")}
+        for hook in hooks:
+            hook.restore(artifacts)
+        model.to(dev).eval()
+        return TrainedModel(model, meta.get("history", []), meta.get("seconds", 0.0), key, True,
+                            artifacts, meta)  # fmt: skip
+    with Stopwatch(dev) as watch:
+        history = fit(model, data, config, seed=seed, device=dev, hooks=hooks,
+                      progress=progress, desc=desc)  # fmt: skip
+    artifacts = {k: v for h in hooks for k, v in h.artifacts().items()}
+    meta = {"history": history, "seconds": watch.seconds, "payload": payload,
+            "torch": torch.__version__}  # fmt: skip
+    if store is not None:
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors.update({f"artifact.{k}": v for k, v in artifacts.items()})
+        store.save(key, tensors, meta)
+    return TrainedModel(model, history, watch.seconds, key, False, artifacts, meta)
+
+
+def train_original(task: Any, model_config: ModelConfig, config: TrainConfig, **kwargs: Any):
+    """The model to unlearn from: trained on forget and retain sets together."""
+    kwargs.setdefault("desc", "original")
+    return train_model(model_config, task.train_set, config, **kwargs)
+
+
+def retrain(
+    task: Any,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    **kwargs: Any,
+) -> list[TrainedModel]:
+    """The oracle: fresh models trained on the retain set only, one per seed.
+
+    Each is built anew from ``model_config`` (every submodule freshly initialised), so no
+    trained weight survives; the spread over seeds is the yardstick for every metric.
+    """
+    if len(seeds) == 0:
+        raise ValueError("retrain needs at least one seed")
+    kwargs.setdefault("desc", "retrain")
+    return [train_model(model_config, task.retain_set, config, seed=s, **kwargs) for s in seeds]
+
+
+def clone_model(model: nn.Module) -> nn.Module:
+    """A deep copy, so that experiments never touch the caller's model."""
+    return copy.deepcopy(model)
