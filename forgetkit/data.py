@@ -58,7 +58,8 @@ SOURCES: dict[str, _Source] = {
     "cifar10-jpeg15k": _Source(
         "cifar10_jpeg_15k.npz", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
         CIFAR10_CLASSES, False,
-        "CIFAR-10 15k subset decoded from JPEG (lossy: about 30 dB PSNR against the official pixels)",
+        "CIFAR-10 15k subset decoded from JPEG (lossy: about 30 dB PSNR against the official "
+        "pixels)",
     ),
     "olivetti": _Source(
         "olivetti_faces.npz", (0.5192,), (0.1637,), tuple(f"person {i}" for i in range(40)), True,

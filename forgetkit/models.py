@@ -6,6 +6,7 @@ adaptive, so every model accepts MNIST's 28x28, CIFAR's 32x32 or faces at 32 or 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,7 +74,7 @@ def mlp(in_shape, num_classes, hidden: tuple[int, ...] | int = (100,), activatio
     sizes = [in_shape[0] * in_shape[1] * in_shape[2], *((hidden,) if isinstance(hidden, int)
                                                           else hidden)]  # fmt: skip
     layers: list[nn.Module] = [nn.Flatten()]
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), acts[activation]()]
     layers.append(nn.Linear(sizes[-1], num_classes))
     return nn.Sequential(*layers)

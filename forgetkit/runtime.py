@@ -49,16 +49,16 @@ def seeded(seed: int, device: DeviceLike = None) -> Iterator[None]:
     dev = resolve_device(device)
     cuda_devices = [dev] if dev.type == "cuda" else []
     py_state = random.getstate()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002 (restoring the legacy global)
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(int(seed))
         random.seed(int(seed))
-        np.random.seed(int(seed) % 2**32)
+        np.random.seed(int(seed) % 2**32)  # noqa: NPY002 (code that uses the global)
         try:
             yield
         finally:
             random.setstate(py_state)
-            np.random.set_state(np_state)
+            np.random.set_state(np_state)  # noqa: NPY002
 
 
 def synchronize(device: torch.device) -> None:
