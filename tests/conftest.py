@@ -1,0 +1,51 @@
+"""Shared fixtures: offline data (never downloaded in tests) and a private checkpoint cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ["FORGETKIT_OFFLINE"] = "1"  # tests never download
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test session trains into its own cache, so tests never read a user's checkpoints."""
+    monkeypatch.setenv("FORGETKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _offline_dataset(name: str):
+    from forgetkit.data import data_dir, load_dataset
+
+    if data_dir() is None or not (data_dir() / _FILES[name]).exists():
+        message = f"{name} needs the offline data folder (FORGETKIT_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(message + " in CI")
+        pytest.skip(message)
+    return load_dataset(name)
+
+
+_FILES = {"mnist": "mnist.npz", "olivetti": "olivetti_faces.npz",
+          "cifar10-jpeg15k": "cifar10_jpeg_15k.npz"}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    return _offline_dataset("mnist")
+
+
+@pytest.fixture(scope="session")
+def mnist_small(mnist):
+    """2,000 training and 1,000 test images: enough to learn, quick to train on."""
+    return mnist.subsample(2000, 1000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def olivetti():
+    return _offline_dataset("olivetti")
+
+
+@pytest.fixture(scope="session")
+def cifar_jpeg():
+    return _offline_dataset("cifar10-jpeg15k")

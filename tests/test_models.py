@@ -1,0 +1,71 @@
+"""Architectures build for every input shape; seeds fix weights; re-initialisation is total."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from forgetkit.data import Samples
+from forgetkit.models import MODELS, ModelConfig, build_model, reinitialize
+from forgetkit.train import TrainConfig, fit
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 64, 64)])
+def test_every_model_maps_images_to_logits(name, shape):
+    options = {"width": 0.25} if name in ("allcnn", "resnet18", "vgg_small") else {}
+    model = build_model(ModelConfig(name, shape, 7, options), seed=0)
+    model.eval()
+    assert model(torch.randn(2, *shape)).shape == (2, 7)
+
+
+def test_seed_fixes_the_initial_weights():
+    cfg = ModelConfig("small_cnn", (1, 28, 28), 10)
+    a, b, c = build_model(cfg, seed=1), build_model(cfg, seed=1), build_model(cfg, seed=2)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert not all(
+        torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True)
+    )
+
+
+def test_config_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown model 'transformer'"):
+        ModelConfig("transformer", (1, 28, 28), 10)
+    with pytest.raises(ValueError, match="num_classes"):
+        ModelConfig("mlp", (1, 28, 28), 1)
+    with pytest.raises(ValueError, match="unknown activation"):
+        build_model(ModelConfig("mlp", (1, 28, 28), 10, {"activation": "swish"}))
+
+
+def test_reinitialize_leaves_no_trained_weight_in_any_nested_layer():
+    """The retrain oracle starts from scratch: every parameter and BN statistic is reset."""
+    cfg = ModelConfig("resnet18", (3, 32, 32), 4, {"width": 0.125, "stem": 8})
+    model = build_model(cfg, seed=0)
+    data = Samples(torch.randn(64, 3, 32, 32), torch.randint(0, 4, (64,)))
+    fit(model, data, TrainConfig(epochs=1, lr=0.1, batch_size=16), device="cpu")
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    reinitialize(model, seed=5)
+    fresh = build_model(cfg, seed=5).state_dict()
+    for name, value in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            assert int(value) == 0
+            continue
+        if value.dtype.is_floating_point and value.numel() > 1:
+            assert not torch.equal(value, trained[name]), f"{name} kept its trained value"
+        if name.endswith(("running_mean", "running_var")):
+            assert torch.equal(value, fresh[name])
+
+
+def test_reinitialize_refuses_modules_it_cannot_reset():
+    class Scale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gain = nn.Parameter(torch.ones(3))
+
+        def forward(self, x):
+            return x * self.gain
+
+    with pytest.raises(TypeError, match="no reset_parameters"):
+        reinitialize(nn.Sequential(nn.Linear(3, 3), Scale()), seed=0)
