@@ -1,0 +1,145 @@
+"""What a model says about a set of samples: logits, probabilities, losses, accuracy.
+
+Every metric in this package starts here. :func:`predict` runs a model in evaluation mode,
+without gradients, in batches, and hands back logits on the CPU; it leaves the model exactly
+as it found it (each submodule's train/eval flag and the device it lives on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from forgetkit.data import Samples
+from forgetkit.runtime import DeviceLike, model_device, resolve_device
+
+
+def _check_model(model: Any, what: str = "model") -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{what} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module, device: DeviceLike = None) -> Iterator[torch.device]:
+    """Put ``model`` in eval mode (on ``device`` if given) for a block, then restore it.
+
+    Restores every submodule's own ``training`` flag, so a model with, say, frozen batch-norm
+    layers inside a training-mode network comes back exactly as it was; a model moved to
+    ``device`` is moved back to where it was. Yields the device the model runs on.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    home = model_device(model)
+    dev = home if device is None else resolve_device(device)
+    moved = dev != home
+    if moved:
+        model.to(dev)
+    model.eval()
+    try:
+        yield dev
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        if moved:
+            model.to(home)
+
+
+def predict(
+    model: nn.Module, samples: Any, *, batch_size: int = 1024, device: DeviceLike = None
+) -> Tensor:
+    """Logits of ``model`` on ``samples``, shape ``(n, classes)``, float32 on the CPU.
+
+    ``samples`` is anything :meth:`Samples.coerce` accepts. The model runs in eval mode with
+    gradients off, ``batch_size`` inputs at a time, on ``device`` (default: wherever the
+    model already is); its mode and device are restored afterwards.
+    """
+    _check_model(model)
+    data = Samples.coerce(samples, "samples")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    outs = []
+    with evaluating(model, device) as dev, torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            out = model(data.x[start : start + batch_size].to(dev))
+            if isinstance(out, tuple | list):  # models that also return features
+                out = out[0]
+            outs.append(out.detach().float().cpu())
+    logits = torch.cat(outs)
+    if logits.ndim != 2 or logits.shape[0] != len(data):
+        raise ValueError(
+            f"the model returned outputs of shape {tuple(logits.shape)} for {len(data)} "
+            "samples; expected (samples, classes) logits"
+        )
+    return logits
+
+
+def probabilities(
+    model: nn.Module, samples: Any, *, batch_size: int = 1024, device: DeviceLike = None
+) -> Tensor:
+    """Softmax of :func:`predict`: each row a probability vector over the classes."""
+    return torch.softmax(predict(model, samples, batch_size=batch_size, device=device), dim=1)
+
+
+def per_sample_loss(
+    model: nn.Module, samples: Any, *, batch_size: int = 1024, device: DeviceLike = None
+) -> Tensor:
+    """Cross-entropy of each sample (natural log), shape ``(n,)``, on the CPU."""
+    data = Samples.coerce(samples, "samples")
+    logits = predict(model, data, batch_size=batch_size, device=device)
+    return losses_from_logits(logits, data.y)
+
+
+def losses_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per-sample cross-entropy from precomputed logits (labels checked against classes)."""
+    labels = torch.as_tensor(labels).long().cpu()
+    _check_labels(labels, logits.shape[1])
+    return F.cross_entropy(logits.float(), labels, reduction="none")
+
+
+def entropy(probs: Tensor | np.ndarray) -> Tensor:
+    """Shannon entropy (nats) of each row of a probability matrix, with ``0 log 0 = 0``.
+
+    The feature of the entropy membership attacks; Golatkar et al.'s code computes it as
+    ``-torch.where(p > 0, p * p.log(), 0).sum(-1)``, which is what this returns.
+    """
+    p = torch.as_tensor(probs)
+    if not torch.is_floating_point(p):
+        raise TypeError(f"probabilities must be floating point, got {p.dtype}")
+    return torch.special.entr(p).sum(dim=-1)
+
+
+def accuracy(
+    model: nn.Module, samples: Any, *, batch_size: int = 1024, device: DeviceLike = None
+) -> float:
+    """Fraction of ``samples`` whose arg-max prediction equals the label, in [0, 1]."""
+    data = Samples.coerce(samples, "samples")
+    logits = predict(model, data, batch_size=batch_size, device=device)
+    return accuracy_from_logits(logits, data.y)
+
+
+def error(
+    model: nn.Module, samples: Any, *, batch_size: int = 1024, device: DeviceLike = None
+) -> float:
+    """``1 - accuracy``: the error rate Golatkar et al. report."""
+    return 1.0 - accuracy(model, samples, batch_size=batch_size, device=device)
+
+
+def accuracy_from_logits(logits: Tensor, labels: Tensor) -> float:
+    """Arg-max accuracy of precomputed logits (ties go to the lowest class index)."""
+    labels = torch.as_tensor(labels).long().cpu()
+    _check_labels(labels, logits.shape[1])
+    return float((logits.argmax(dim=1) == labels).double().mean())
+
+
+def _check_labels(labels: Tensor, num_classes: int) -> None:
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"labels span {int(labels.min())}..{int(labels.max())} but the model has "
+            f"{num_classes} outputs"
+        )

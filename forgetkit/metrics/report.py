@@ -1,0 +1,383 @@
+"""One table for every comparison: each method beside the retrained oracle, metric by metric.
+
+:func:`evaluate` returns a long ("tidy") DataFrame with the columns ``method, seed, split,
+metric, value``: one row per number, so chapters can filter, group and plot it directly.
+The oracle (models retrained without the forget set) is always in it as method
+``"retrain"``: no number in forgetting is meaningful without the oracle's value beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from forgetkit.data import Samples
+from forgetkit.methods.base import UnlearnResult
+from forgetkit.metrics.attacks import (
+    mia_entropy_lr_from_entropy,
+    mia_entropy_svc_from_entropy,
+    mia_loss_cv_from_losses,
+)
+from forgetkit.metrics.divergence import js_divergence, l1_distance
+from forgetkit.metrics.predictions import accuracy_from_logits, entropy, evaluating, predict
+from forgetkit.metrics.tow import tow as tow_score
+from forgetkit.runtime import DeviceLike
+from forgetkit.scenarios import ForgetTask
+from forgetkit.train import TrainedModel
+
+COLUMNS = ("method", "seed", "split", "metric", "value")
+ORACLE = "retrain"
+DEFAULT_METRICS = ("accuracy", "mia_loss_cv", "mia_entropy_svc", "mia_entropy_lr",
+                   "activation_distance", "js", "tow")  # fmt: skip
+SVC_MAX_SAMPLES = 2000  # per class, for the O(n^2) SVM attack
+VERSUS_ORACLE_SPLITS = ("forget", "test")
+
+METRIC_CARDS: dict[str, dict[str, str]] = {
+    "accuracy": {
+        "definition": "Fraction of samples whose arg-max prediction is the label, on the "
+        "forget, retain and test sets (and, for class or identity forgetting, on the test "
+        "samples of the forgotten classes, 'test_forgotten', and of the others, 'test_kept').",
+        "direction": "Closer to the oracle is better on every split: forget accuracy should "
+        "fall to the oracle's (not to 0: the oracle generalises to unseen samples of kept "
+        "classes); retain and test accuracy should stay at the oracle's.",
+        "source": "Standard; reported as error by Golatkar et al. (CVPR 2020, ECCV 2020).",
+    },
+    "mia_loss_cv": {
+        "definition": "Cross-validated accuracy of a logistic regression on per-sample loss, "
+        "telling the forget set (members) from held-out samples (non-members), classes "
+        "balanced; 10 stratified shuffle splits.",
+        "direction": "0.5 = indistinguishable; higher = the forget set still looks trained "
+        "on. Closer to the oracle is better (the oracle is not at 0.5 when the forget set "
+        "differs in distribution from the held-out set).",
+        "source": "NeurIPS 2023 Machine Unlearning Challenge starting kit (Triantafillou et "
+        "al.), simple_mia.",
+    },
+    "mia_entropy_svc": {
+        "definition": "Fraction of the forget set an RBF SVM (C=3, gamma='auto') on "
+        "prediction entropy, trained on retain (member) vs held-out (non-member) samples, "
+        "judges member; at most 2000 of each, balanced.",
+        "direction": "Closer to the oracle is better; the original model scores high, and "
+        "far below the oracle is suspicious too (the forget set stands out as unseen).",
+        "source": "Golatkar et al., Forgetting outside the box (ECCV 2020), official code.",
+    },
+    "mia_entropy_lr": {
+        "definition": "As mia_entropy_svc, with a class-balanced logistic regression on "
+        "prediction entropy, trained on all retain vs held-out samples.",
+        "direction": "Closer to the oracle is better; the original model scores high.",
+        "source": "Chundawat et al. (Bad Teacher, AAAI 2023) code, reused by Foster et al. "
+        "(SSD, AAAI 2024; JiT).",
+    },
+    "shadow_mia": {
+        "definition": "Fraction of the forget set that a shadow-model attack (per-class "
+        "gradient-boosted classifiers on sorted softmax vectors) judges member.",
+        "direction": "Closer to the oracle is better; report the attack's own balanced "
+        "accuracy on known members and non-members beside it.",
+        "source": "Shokri et al., Membership inference attacks against ML models (S&P 2017).",
+    },
+    "forgetting_rate": {
+        "definition": "Among forget samples a membership oracle judged members before "
+        "unlearning, the fraction it judges non-members after.",
+        "direction": "Higher means more forget samples stopped looking like members; the "
+        "retrained oracle's rate is the reference, and the number is only as good as the "
+        "membership oracle's accuracy.",
+        "source": "Liu, Ma et al., Learn to forget: machine unlearning via neuron masking "
+        "(Forsaken), arXiv 2003.10933.",
+    },
+    "activation_distance": {
+        "definition": "Mean over samples of the L1 distance between the softmax outputs of "
+        "the model and each retrained oracle, averaged over oracle seeds; for the oracle "
+        "itself, against the other oracle seeds (its seed-to-seed spread).",
+        "direction": "Lower is better; the oracle's seed-to-seed value is the floor worth "
+        "aiming for.",
+        "source": "Golatkar et al., Forgetting outside the box (ECCV 2020), official code.",
+    },
+    "js": {
+        "definition": "Mean Jensen-Shannon divergence (natural log, in [0, ln 2]) between "
+        "the softmax outputs of the model and each retrained oracle, averaged over oracle "
+        "seeds; for the oracle itself, against the other oracle seeds.",
+        "direction": "Lower is better; the oracle's seed-to-seed value is the floor.",
+        "source": "Textbook Jensen-Shannon divergence (Lin 1991); the Bad-Teacher ZRF score "
+        "uses a variant against a random teacher instead of the oracle.",
+    },
+    "relearn_time": {
+        "definition": "Fine-tuning epochs (500 samples each, SGD lr 0.01, batch 128) until "
+        "the forget-set loss falls to the original model's; capped at 100.",
+        "direction": "Closer to the oracle is better; a low value means the forget set is "
+        "still latent in the weights.",
+        "source": "Golatkar et al., Eternal Sunshine (CVPR 2020) and Forgetting outside the "
+        "box (ECCV 2020), official code.",
+    },
+    "tow": {
+        "definition": "(1-|ΔFA|)(1-|ΔRA|)(1-|ΔTA|): the product of one minus the absolute "
+        "accuracy gap to the mean oracle on forget, retain and test; for the oracle itself, "
+        "against the mean of the other oracle seeds.",
+        "direction": "Higher is better, 1 = the oracle's accuracies exactly.",
+        "source": "Zhao et al., What makes unlearning hard and what to do about it (NeurIPS "
+        "2024, RUM).",
+    },
+    "seconds": {
+        "definition": "Wall-clock seconds of the unlearning alone (for the oracle, of "
+        "retraining), as recorded by forgetkit.",
+        "direction": "Lower is better; compare with the oracle's retraining time.",
+        "source": "forgetkit (Stopwatch, CUDA synchronised at both ends).",
+    },
+}
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+_MODEL_TYPES = (nn.Module, UnlearnResult, TrainedModel)
+
+
+def _unwrap(item: Any, where: str) -> tuple[nn.Module, float | None]:
+    if isinstance(item, nn.Module):
+        return item, None
+    if isinstance(item, UnlearnResult | TrainedModel):
+        if not isinstance(item.model, nn.Module):
+            raise TypeError(f"{where}: .model is {type(item.model).__name__}, not a Module")
+        return item.model, float(item.seconds)
+    raise TypeError(f"{where}: expected an nn.Module, UnlearnResult or TrainedModel, got "
+                    f"{type(item).__name__}")  # fmt: skip
+
+
+def _as_list(value: Any, where: str) -> list[tuple[nn.Module, float | None]]:
+    if isinstance(value, _MODEL_TYPES):
+        items = [value]
+    elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        items = list(value)
+        if not items:
+            raise ValueError(f"{where}: the list of models is empty")
+    else:
+        raise TypeError(f"{where}: expected a model (nn.Module, UnlearnResult or TrainedModel) "
+                        f"or a list of them, got {type(value).__name__}")  # fmt: skip
+    return [_unwrap(m, f"{where}[{i}]") for i, m in enumerate(items)]
+
+
+@dataclass
+class _Outputs:
+    """One model's softmax outputs and derived per-sample numbers on every split."""
+
+    probs: dict[str, Tensor]
+    losses: dict[str, Tensor]
+    accuracy: dict[str, float]
+    seconds: float | None
+
+
+def _outputs(model: nn.Module, sets: Mapping[str, Samples], extra: Mapping[str, Tensor],
+             seconds: float | None, device: DeviceLike) -> _Outputs:  # fmt: skip
+    probs, losses, acc = {}, {}, {}
+    with evaluating(model, device):  # move the model once, not once per split
+        logits_by_set = {name: predict(model, data) for name, data in sets.items()}
+    for name, data in sets.items():
+        logits = logits_by_set[name]
+        if int(data.y.max()) >= logits.shape[1]:
+            raise ValueError(f"{name} labels reach {int(data.y.max())} but the model has "
+                             f"{logits.shape[1]} outputs")  # fmt: skip
+        probs[name] = torch.softmax(logits, 1)
+        losses[name] = torch.nn.functional.cross_entropy(logits, data.y.cpu(), reduction="none")
+        acc[name] = accuracy_from_logits(logits, data.y)
+        if name == "test":
+            for sub, mask in extra.items():
+                acc[sub] = accuracy_from_logits(logits[mask], data.y.cpu()[mask])
+    return _Outputs(probs, losses, acc, seconds)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate(
+    models: Mapping[str, Any],
+    task: ForgetTask,
+    oracle: Sequence[Any],
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    device: DeviceLike = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every requested metric for every model and for the retrained oracle, in one table.
+
+    ``models`` maps a method name to a model or a list of models (one per seed); a model is
+    an ``nn.Module``, an :class:`~forgetkit.methods.UnlearnResult` or a
+    :class:`~forgetkit.train.TrainedModel`. ``oracle`` is a non-empty list of models
+    retrained on the retain set (modules or ``TrainedModel`` s, e.g. from
+    :func:`forgetkit.train.retrain`); it appears in the output as method ``"retrain"``.
+
+    Returns a DataFrame with exactly the columns ``method, seed, split, metric, value``,
+    where ``seed`` is the model's position in its list (0, 1, ...), oracle rows first:
+
+    * ``accuracy`` on splits ``forget``, ``retain``, ``test``; for class or identity tasks
+      also ``test_forgotten`` (test samples of the forgotten classes) and ``test_kept``.
+    * ``mia_loss_cv``, ``mia_entropy_svc``, ``mia_entropy_lr`` on split ``forget``. The
+      non-members are the task's held-out set (``task.heldout_set``), which no model trained
+      on and no other metric uses; the entropy attacks train on retain vs held-out. The SVM
+      attack subsamples each side to at most 2000 (seeded by ``seed``, the same samples for
+      every model); the others use all samples.
+    * ``activation_distance`` and ``js`` on splits ``forget`` and ``test``: distance to each
+      oracle model, averaged over the oracle seeds. The oracle's own rows compare each seed
+      with the *other* oracle seeds (leave-one-out), which is the seed-to-seed spread every
+      method should be judged against; with a single oracle model they are NaN.
+    * ``tow`` (split ``"-"``): each model's forget/retain/test accuracies against the mean
+      oracle accuracies; the oracle's own rows use the mean of the other oracle seeds
+      (NaN with a single oracle model).
+    * ``seconds`` (split ``"-"``) whenever a model carries its timing (``UnlearnResult``,
+      ``TrainedModel``; a cached ``TrainedModel`` reports the time of its original training).
+
+    ``device`` runs every model there (default: wherever each model is); models are left in
+    the mode and on the device they came in.
+    """
+    if not isinstance(models, Mapping):
+        raise TypeError(f"models must be a mapping of method name -> model(s), got "
+                        f"{type(models).__name__}")  # fmt: skip
+    if not isinstance(task, ForgetTask):
+        raise TypeError(f"task must be a forgetkit ForgetTask, got {type(task).__name__}")
+    if (
+        isinstance(oracle, _MODEL_TYPES)
+        or not isinstance(oracle, Sequence)
+        or isinstance(oracle, str | bytes)
+    ):
+        raise TypeError(f"oracle must be a list of retrained models (wrap a single model in a "
+                        f"list), got {type(oracle).__name__}")  # fmt: skip
+    if len(oracle) == 0:
+        raise ValueError(
+            "oracle is empty: pass at least one retrained model (e.g. from "
+            "forgetkit.retrain(task, ...)); every metric is read against it"
+        )
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    unknown = sorted(set(metrics) - set(DEFAULT_METRICS))
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(DEFAULT_METRICS)}")
+    for name in models:
+        if not isinstance(name, str):
+            raise TypeError(f"method names must be strings, got {name!r}")
+        if name == ORACLE:
+            raise ValueError(f"{ORACLE!r} is reserved for the oracle; pass those models as "
+                             "oracle=...")  # fmt: skip
+    entries: list[tuple[str, int, nn.Module, float | None]] = [
+        (ORACLE, i, m, s) for i, (m, s) in enumerate(_as_list(list(oracle), "oracle"))
+    ]
+    for name, value in models.items():
+        listed = _as_list(value, f"models[{name!r}]")
+        entries += [(name, i, m, s) for i, (m, s) in enumerate(listed)]
+
+    sets = {"forget": task.forget_set, "retain": task.retain_set, "test": task.test_set,
+            "heldout": task.heldout_set}  # fmt: skip
+    if len(sets["test"]) == 0 or len(sets["heldout"]) == 0:
+        raise ValueError("the task's test and held-out sets must both be non-empty")
+    extra: dict[str, Tensor] = {}
+    if task.forget_classes:
+        ty = sets["test"].y.cpu()
+        forgotten = torch.isin(ty, torch.as_tensor(task.forget_classes))
+        for sub, mask in (("test_forgotten", forgotten), ("test_kept", ~forgotten)):
+            if bool(mask.any()):
+                extra[sub] = mask
+    outs = [_outputs(m, sets, extra, s, device) for _, _, m, s in entries]
+    n_oracle = len(oracle)
+    oracle_outs = outs[:n_oracle]
+    want = set(metrics)
+    rows: list[tuple[str, int, str, str, float]] = []
+    acc_splits = ("forget", "retain", "test", *extra)
+    for k, ((method, idx, _, seconds), out) in enumerate(zip(entries, outs, strict=True)):
+        is_oracle = k < n_oracle
+        refs = [o for j, o in enumerate(oracle_outs) if not (is_oracle and j == k)]
+
+        def add(split: str, metric: str, value: float, method=method, idx=idx) -> None:
+            rows.append((method, idx, split, metric, float(value)))
+
+        if "accuracy" in want:
+            for split in acc_splits:
+                add(split, "accuracy", out.accuracy[split])
+        if "mia_loss_cv" in want:
+            add("forget", "mia_loss_cv", mia_loss_cv_from_losses(
+                out.losses["forget"], out.losses["heldout"], seed=seed))  # fmt: skip
+        ent = {s: entropy(out.probs[s]) for s in ("retain", "heldout", "forget")}
+        if "mia_entropy_svc" in want:
+            add("forget", "mia_entropy_svc", mia_entropy_svc_from_entropy(
+                ent["retain"], ent["heldout"], ent["forget"], max_samples=SVC_MAX_SAMPLES,
+                seed=seed))  # fmt: skip
+        if "mia_entropy_lr" in want:
+            add("forget", "mia_entropy_lr", mia_entropy_lr_from_entropy(
+                ent["retain"], ent["heldout"], ent["forget"], seed=seed))  # fmt: skip
+        for metric, fn in (("activation_distance", l1_distance),
+                           ("js", lambda p, q: float(js_divergence(p, q)))):  # fmt: skip
+            if metric in want:
+                for split in VERSUS_ORACLE_SPLITS:
+                    vals = [fn(out.probs[split], r.probs[split]) for r in refs]
+                    add(split, metric, float(np.mean(vals)) if vals else math.nan)
+        if "tow" in want:
+            if refs:
+                mean_acc = {s: float(np.mean([r.accuracy[s] for r in refs]))
+                            for s in ("forget", "retain", "test")}  # fmt: skip
+                add("-", "tow", tow_score(out.accuracy, mean_acc))
+            else:
+                add("-", "tow", math.nan)
+        if seconds is not None:
+            add("-", "seconds", seconds)
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    return df.astype({"method": str, "seed": int, "split": str, "metric": str, "value": float})
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _check_frame(df: Any) -> pd.DataFrame:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected the DataFrame from evaluate(), got {type(df).__name__}")
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"the DataFrame lacks columns {missing}; expected {list(COLUMNS)}")
+    return df
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Means over seeds: one row per ``(split, metric)``, one column per method.
+
+    Columns: ``retrain`` (the oracle's mean) and ``retrain_std`` (its standard deviation over
+    seeds, NaN with one seed), then every other method's mean, in order of appearance. Rows
+    keep the order in which ``evaluate`` produced them. Numbers only: format when printing.
+    """
+    df = _check_frame(df)
+    order = list(dict.fromkeys(zip(df["split"], df["metric"], strict=True)))
+    methods = list(dict.fromkeys(df["method"]))
+    grouped = df.groupby(["split", "metric", "method"], sort=False)["value"]
+    table = grouped.mean().unstack("method")
+    index = pd.MultiIndex.from_tuples(order, names=["split", "metric"])
+    table = table.reindex(index=index)
+    cols: dict[str, Any] = {}
+    if ORACLE in methods:
+        cols[ORACLE] = table[ORACLE]
+        std = df[df["method"] == ORACLE].groupby(["split", "metric"], sort=False)["value"].std()
+        cols[f"{ORACLE}_std"] = std.reindex(index)
+    for m in methods:
+        if m != ORACLE:
+            cols[m] = table[m]
+    out = pd.DataFrame(cols, index=index)
+    out.columns.name = None
+    return out
+
+
+def gap_to_oracle(df: pd.DataFrame) -> pd.DataFrame:
+    """Each method's mean beside the oracle's, per ``(split, metric)``.
+
+    Columns ``method, split, metric, value_mean, oracle_mean, gap`` with ``gap = value_mean
+    - oracle_mean`` (signed; NaN where the oracle has no value, e.g. with one oracle seed for
+    the oracle-relative metrics, whose oracle value is then undefined).
+    """
+    df = _check_frame(df)
+    means = (df.groupby(["method", "split", "metric"], sort=False)["value"].mean()
+             .rename("value_mean").reset_index())  # fmt: skip
+    oracle = (means[means["method"] == ORACLE].drop(columns="method")
+              .rename(columns={"value_mean": "oracle_mean"}))  # fmt: skip
+    out = means[means["method"] != ORACLE].merge(oracle, on=["split", "metric"], how="left")
+    out["gap"] = out["value_mean"] - out["oracle_mean"]
+    return out[["method", "split", "metric", "value_mean", "oracle_mean", "gap"]].reset_index(
+        drop=True
+    )
