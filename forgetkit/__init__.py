@@ -14,6 +14,7 @@ from forgetkit.methods import (
     available_methods,
     get_method,
 )
+from forgetkit.metrics import evaluate, gap_to_oracle, summarize
 from forgetkit.models import ModelConfig, build_model, reinitialize
 from forgetkit.runtime import resolve_device
 from forgetkit.scenarios import (
@@ -42,17 +43,20 @@ __all__ = [
     "as_neurips_unlearning",
     "available_methods",
     "build_model",
+    "evaluate",
     "forget_class",
     "forget_identity",
     "forget_indices",
     "forget_injected",
     "forget_random",
     "forget_subclass",
+    "gap_to_oracle",
     "get_method",
     "load_dataset",
     "reinitialize",
     "resolve_device",
     "retrain",
+    "summarize",
     "train_model",
     "train_original",
 ]

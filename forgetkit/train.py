@@ -9,7 +9,6 @@ for the mnemonic-code method) without a training loop of its own.
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -195,13 +194,17 @@ def train_model(
     init_from: nn.Module | None = None,
     progress: bool = False,
     desc: str = "train",
+    stream: str = "train",
 ) -> TrainedModel:
     """Build a model from ``model_config`` (seeded) and train it on ``data``, through the cache.
 
     ``init_from`` starts from another model's weights instead (fine-tuning a pretrained net);
-    its weights enter the cache key.
+    its weights enter the cache key. ``stream`` names an independent family of seeds:
+    the original model and the oracle use different streams, so that oracle seed 0 does not
+    share its initial weights (and batch order) with an original trained at seed 0.
     """
     dev = resolve_device(device)
+    run_seed = derive_seed(seed, stream)
     data = Samples.coerce(data, "training data")
     store = CheckpointCache() if cache is True else (cache or None)
     payload = {
@@ -209,13 +212,14 @@ def train_model(
         "data": hash_tensors(data.x, data.y),
         "train": asdict(config),
         "seed": seed,
+        "stream": stream,
         "device": dev.type,
         "hooks": [h.fingerprint() for h in hooks],
         "init": None if init_from is None else hash_tensors(*init_from.state_dict().values()),
         "version": TRAIN_CODE_VERSION,
     }
     key = hash_payload(payload)
-    model = build_model(model_config, seed=seed)
+    model = build_model(model_config, seed=run_seed)
     if init_from is not None:
         model.load_state_dict(init_from.state_dict())
     if store is not None and (hit := store.load(key)) is not None:
@@ -228,7 +232,7 @@ def train_model(
         return TrainedModel(model, meta.get("history", []), meta.get("seconds", 0.0), key, True,
                             artifacts, meta)  # fmt: skip
     with Stopwatch(dev) as watch:
-        history = fit(model, data, config, seed=seed, device=dev, hooks=hooks,
+        history = fit(model, data, config, seed=run_seed, device=dev, hooks=hooks,
                       progress=progress, desc=desc)  # fmt: skip
     artifacts = {k: v for h in hooks for k, v in h.artifacts().items()}
     meta = {"history": history, "seconds": watch.seconds, "payload": payload,
@@ -243,6 +247,7 @@ def train_model(
 def train_original(task: Any, model_config: ModelConfig, config: TrainConfig, **kwargs: Any):
     """The model to unlearn from: trained on forget and retain sets together."""
     kwargs.setdefault("desc", "original")
+    kwargs.setdefault("stream", "original")
     return train_model(model_config, task.train_set, config, **kwargs)
 
 
@@ -262,9 +267,12 @@ def retrain(
     if len(seeds) == 0:
         raise ValueError("retrain needs at least one seed")
     kwargs.setdefault("desc", "retrain")
+    kwargs.setdefault("stream", "retrain")
     return [train_model(model_config, task.retain_set, config, seed=s, **kwargs) for s in seeds]
 
 
-def clone_model(model: nn.Module) -> nn.Module:
-    """A deep copy, so that experiments never touch the caller's model."""
-    return copy.deepcopy(model)
+def derive_seed(seed: int, stream: str) -> int:
+    """A seed for ``stream`` that is independent of other streams' seeds of the same number."""
+    if stream == "train":
+        return int(seed)
+    return int(hash_payload({"seed": int(seed), "stream": stream})[:8], 16)

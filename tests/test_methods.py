@@ -66,8 +66,11 @@ def test_inplace_modifies_the_given_model(setting):
 def test_baselines_do_what_they_claim(setting):
     task, model = setting
     assert _acc(model, task.forget_set) > 0.8
-    ascent = get_method("neggrad", epochs=3, lr=0.01).unlearn(model, task.forget_set).model
-    assert _acc(ascent, task.forget_set) < 0.5 * _acc(model, task.forget_set)
+    ascent = get_method("neggrad", epochs=30, lr=0.01, stop_accuracy=0.3).unlearn(
+        model, task.forget_set
+    )
+    assert _acc(ascent.model, task.forget_set) <= 0.3  # it stops once forget accuracy is low
+    assert ascent.details["epochs_run"] < 30
     tuned = get_method("finetune", epochs=1).unlearn(model, task.forget_set, task.retain_set).model
     assert _acc(tuned, task.retain_set) > 0.8
     scratch = get_method("retrain", epochs=2).unlearn(model, task.forget_set, task.retain_set).model
