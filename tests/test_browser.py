@@ -1,0 +1,239 @@
+"""The built site in a real browser: every page renders, every image loads, every internal
+link and anchor resolves, search works, and nothing logs an error or reaches off the machine.
+
+Needs the site in ``_build/html`` (``make book``; ``make test`` builds it before running
+this) and Debian's Chromium (``make browser-deps``). Without them the tests skip, except
+under CI (``CI=true``), where they fail. Screenshots of the home page and of a chapter are
+saved to ``_build/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SCREENSHOT_CHAPTER = "book/reproducing"
+
+
+def _missing(message: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{message} (required in CI)")
+    pytest.skip(message)
+
+
+def toc_pages() -> list[str]:
+    """Every document of _toc.yml, in reading order, as paths without suffix."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                pages.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts", [{"chapters": toc.get("chapters")}]):
+        walk(part.get("chapters"))
+    return pages
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    """The built site, served on 127.0.0.1 at a free port."""
+    if not (HTML / "index.html").exists():
+        _missing(f"no built site at {HTML.relative_to(ROOT)}: run `make book` first")
+    handler = functools.partial(_Quiet, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    if not CHROMIUM.exists():
+        _missing(f"{CHROMIUM} is missing: run `make browser-deps` (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Visit:
+    """One page load, with everything the page complained about or fetched from elsewhere."""
+
+    def __init__(self, browser, site: str, path: str) -> None:
+        self.site = site
+        self.errors: list[str] = []
+        self.external: list[str] = []
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda err: self.errors.append(f"page error: {err}"))
+        self.page.on(
+            "requestfailed",
+            lambda req: self.errors.append(f"request failed: {req.url} ({req.failure})"),
+        )
+        self.page.on("request", self._request)
+        response = self.page.goto(urljoin(site, path), wait_until="load")
+        assert response is not None and response.ok, f"{path}: HTTP {response and response.status}"
+
+    def _console(self, msg) -> None:
+        if msg.type == "error":
+            self.errors.append(f"console error: {msg.text} at {msg.location.get('url')}")
+
+    def _request(self, request) -> None:
+        if not request.url.startswith(self.site) and not request.url.startswith("data:"):
+            self.external.append(request.url)
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.fixture
+def visit(browser, site):
+    opened: list[Visit] = []
+
+    def open_page(path: str) -> Visit:
+        opened.append(Visit(browser, site, path))
+        return opened[-1]
+
+    yield open_page
+    for v in opened:
+        v.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+_ANCHOR = re.compile(r"""\s(?:id|name)=["']([^"']+)["']""")
+
+
+@functools.cache
+def _fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            body = response.read().decode("utf-8", errors="replace")
+            return response.status, body
+    except urllib.error.HTTPError as err:
+        return err.code, ""
+
+
+def _broken_images(page) -> list[str]:
+    """Sources of images that did not load (after forcing lazy ones to load)."""
+    return page.evaluate(
+        """async () => {
+            const broken = [];
+            for (const img of Array.from(document.images)) {
+                img.loading = "eager";
+                try { await img.decode(); } catch (e) {}
+                if (!img.complete || img.naturalWidth === 0) broken.push(img.currentSrc || img.src);
+            }
+            return broken;
+        }"""
+    )
+
+
+# --------------------------------------------------------------------------- tests
+
+PAGES = toc_pages()
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_page_renders_cleanly(visit, site, doc):
+    v = visit(f"{doc}.html")
+    heading = v.page.locator("main h1").first
+    assert heading.count() == 1, f"{doc}: no <h1> title"
+    assert heading.inner_text().strip(), f"{doc}: empty <h1> title"
+    assert _broken_images(v.page) == [], f"{doc}: images that did not load"
+    v.page.wait_for_load_state("networkidle")
+    assert v.errors == [], f"{doc}: the browser reported errors:\n" + "\n".join(v.errors)
+    assert v.external == [], f"{doc}: fetched from outside the site:\n" + "\n".join(v.external)
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_internal_links_and_anchors_resolve(visit, site, doc):
+    v = visit(f"{doc}.html")
+    hrefs = v.page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
+    problems = []
+    for href in hrefs:
+        if not href.startswith(site):
+            continue  # external (launch buttons, repository, papers): not checked offline
+        target, fragment = urldefrag(href)
+        status, body = _fetch(target)
+        if status != 200:
+            problems.append(f"{href}: HTTP {status}")
+        elif (
+            fragment
+            and urlsplit(target).path.endswith(".html")
+            and fragment not in set(_ANCHOR.findall(body))
+        ):
+            problems.append(f"{href}: no element with id {fragment!r}")
+    assert problems == [], f"{doc}: broken internal links:\n" + "\n".join(problems)
+
+
+def test_home_page_leads_to_the_book(visit):
+    v = visit("index.html")
+    v.page.wait_for_load_state("networkidle")
+    assert "forgetkit" in v.page.locator("main h1").first.inner_text().lower()
+    titles = v.page.eval_on_selector_all("nav.bd-links a", "links => links.map(a => a.innerText)")
+    assert any("Reproducing" in t for t in titles), f"table of contents: {titles}"
+
+
+def test_search_finds_the_book(visit):
+    v = visit("search.html?q=forget")
+    results = v.page.locator("#search-results ul.search li")
+    results.first.wait_for(timeout=30_000)
+    assert results.count() >= 3, "search for 'forget' found almost nothing"
+    assert v.errors == []
+
+
+def test_screenshots(visit):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for path, name in (("index.html", "home.png"), (f"{SCREENSHOT_CHAPTER}.html", "chapter.png")):
+        v = visit(path)
+        v.page.wait_for_load_state("networkidle")
+        v.page.screenshot(path=str(SCREENSHOTS / name))
+        assert (SCREENSHOTS / name).stat().st_size > 10_000, f"{name} looks empty"
+    figure = visit(f"{SCREENSHOT_CHAPTER}.html").page.locator("figure").first
+    figure.scroll_into_view_if_needed()
+    figure.screenshot(path=str(SCREENSHOTS / "figure.png"))

@@ -1,0 +1,148 @@
+"""The committed chapter notebooks against their sources, and the conventions nbval needs.
+
+Each chapter is written as ``book/src/<chapter>.md`` (MyST markdown, jupytext) and
+committed as ``book/<chapter>.ipynb`` executed at the ``ci`` profile (``make notebooks``).
+These tests catch a notebook edited without its source (or the reverse), a notebook that
+was not executed top to bottom (nbval never compares cells without an execution count),
+and a chapter that papermill cannot parameterise.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+jupytext = pytest.importorskip("jupytext")
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+SRC = BOOK / "src"
+CHAPTERS = sorted(p.stem for p in SRC.glob("*.md"))
+DEFAULTS = {"PROFILE": "ci", "DEVICE": "cpu", "SEED": 0}
+REGENERATE = "run `make notebooks NB={name}` to regenerate it"
+
+
+def toc_docs() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    docs = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                docs.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts", [{"chapters": toc.get("chapters")}]):
+        walk(part.get("chapters"))
+    return docs
+
+
+def committed(name: str):
+    path = BOOK / f"{name}.ipynb"
+    if not path.exists():
+        pytest.fail(
+            f"book/src/{name}.md has no committed book/{name}.ipynb: "
+            + REGENERATE.format(name=name)
+        )
+    return nbformat.read(path, as_version=4)
+
+
+def cells(nb) -> list[tuple[str, str, list[str]]]:
+    return [(c.cell_type, c.source, sorted(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no chapter sources in book/src"
+
+
+def test_every_notebook_has_a_source():
+    orphans = sorted(p.stem for p in BOOK.glob("*.ipynb") if not (SRC / f"{p.stem}.md").exists())
+    assert orphans == [], f"notebooks without a source in book/src: {orphans}"
+
+
+def test_toc_and_sources_agree():
+    docs = [d for d in toc_docs() if Path(d).parent == Path("book")]
+    names = {Path(d).name for d in docs}
+    for doc in docs:
+        name = Path(doc).name
+        page, chapter = (BOOK / f"{name}.md").exists(), (SRC / f"{name}.md").exists()
+        assert page or chapter, (
+            f"_toc.yml names {doc}, but there is no {doc}.md or book/src/{name}.md"
+        )
+        assert not (page and chapter), f"{doc} is both a page (book/{name}.md) and a chapter source"
+    missing = sorted(set(CHAPTERS) - names)
+    assert missing == [], f"chapter sources not listed in _toc.yml (never built or run): {missing}"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_notebook_matches_source(name):
+    source = cells(jupytext.read(SRC / f"{name}.md"))
+    stored = cells(committed(name))
+    hint = REGENERATE.format(name=name)
+    assert len(stored) == len(source), (
+        f"book/{name}.ipynb has {len(stored)} cells, book/src/{name}.md has {len(source)}: {hint}"
+    )
+    for i, (a, b) in enumerate(zip(stored, source, strict=True)):
+        assert a == b, f"cell {i} of book/{name}.ipynb differs from book/src/{name}.md: {hint}"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_notebook_was_executed_in_order(name):
+    nb = committed(name)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", "kernelspec must be python3"
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    assert counts, f"book/{name}.ipynb has no code cell"
+    assert None not in counts, (
+        f"book/{name}.ipynb has code cells without an execution count (nbval would skip them): "
+        + REGENERATE.format(name=name)
+    )
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"book/{name}.ipynb was not executed top to bottom in one fresh kernel (counts {counts}): "
+        + REGENERATE.format(name=name)
+    )
+    errors = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)
+    ]
+    assert errors == [], f"book/{name}.ipynb has error outputs in cells {errors}"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_parameters_cell(name):
+    nb = jupytext.read(SRC / f"{name}.md")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name}: needs exactly one code cell tagged `parameters`"
+    assert tagged[0] is code[0], f"{name}: the `parameters` cell must be the first code cell"
+    values = {}
+    for node in ast.parse(tagged[0].source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant):
+                values[target.id] = node.value.value
+    for key, default in DEFAULTS.items():
+        assert key in values, f"{name}: the parameters cell must assign {key} a literal"
+        assert values[key] == default, (
+            f"{name}: {key} defaults to {values[key]!r}; the ci profile needs {default!r}"
+        )
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected == [], f"{name}: the source carries a papermill injected-parameters cell"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_some_output_is_compared(name):
+    nb = committed(name)
+    checked = [
+        c
+        for c in nb.cells
+        if c.cell_type == "code" and "nbval-check-output" in c.metadata.get("tags", [])
+    ]
+    assert checked, f"{name}: tag at least one cell `nbval-check-output` (a range check) for nbval"
+    assert all(c.outputs for c in checked), (
+        f"{name}: a cell tagged nbval-check-output prints nothing"
+    )
