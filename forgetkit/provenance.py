@@ -94,6 +94,7 @@ class Provenance:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values."""
         out = dataclasses.asdict(self)
         out["seeds"] = list(self.seeds)
         return out
