@@ -10,9 +10,11 @@ from forgetkit.methods.base import (
     register,
 )
 from forgetkit.methods.baselines import Finetune, NegGrad, Retrain
+from forgetkit.methods.fisher_forgetting import FisherForgetting
 
 __all__ = [
     "Finetune",
+    "FisherForgetting",
     "ForgetData",
     "NegGrad",
     "Retrain",
