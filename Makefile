@@ -79,7 +79,7 @@ lint: setup
 
 format: setup
 	ruff format .
-	jupytext --quiet --pipe "ruff format -" book/src/*.md
+	jupytext --quiet --pipe-fmt ipynb --pipe "ruff format --stdin-filename chapter.ipynb -" book/src/*.md
 
 unit: setup data
 	@$(STAGE) unit -- pytest tests -m "not browser"
