@@ -182,11 +182,13 @@ def run_chapters(profile: str, device: str, only: list[str] | None) -> list[Reco
             torch.get_num_threads(),
         )
         records.append(record)
+        started = time.perf_counter()
         try:
             record.seconds = execute(
                 name, EXECUTED / "book" / f"{name}.ipynb", {"PROFILE": profile, "DEVICE": device}
             )
         except SystemExit:
+            record.seconds = time.perf_counter() - started
             save()
             raise
         record.status = "ok"
