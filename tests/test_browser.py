@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
 import os
 import re
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -21,7 +23,6 @@ from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import pytest
-import yaml
 
 pytestmark = pytest.mark.browser
 
@@ -48,20 +49,13 @@ def _missing(message: str) -> None:
     pytest.skip(message)
 
 
-def toc_pages() -> list[str]:
-    """Every document of _toc.yml, in reading order, as paths without suffix."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                pages.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in toc.get("parts", [{"chapters": toc.get("chapters")}]):
-        walk(part.get("chapters"))
-    return pages
+def _load_build_script():
+    """scripts/build_book.py, whose toc_files() lists the documents of _toc.yml in order."""
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_book", module)  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -175,7 +169,7 @@ def _broken_images(page) -> list[str]:
 
 # --------------------------------------------------------------------------- tests
 
-PAGES = toc_pages()
+PAGES = _load_build_script().toc_files()
 
 
 @pytest.mark.parametrize("doc", PAGES)
