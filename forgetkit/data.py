@@ -185,7 +185,7 @@ class ImageDataset:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """A content hash of the tensors: part of every checkpoint's cache key."""
+        """A content hash of the tensors, part of every checkpoint's cache key."""
         h = hashlib.sha256(self.name.encode())
         for t in (self.train.x, self.train.y, self.test.x, self.test.y):
             h.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())

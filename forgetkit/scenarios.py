@@ -62,7 +62,7 @@ class ForgetTask:
 
     @property
     def train_set(self) -> Samples:
-        """Forget and retain together, in dataset order: what the original model sees."""
+        """Forget and retain together in dataset order (what the original model sees)."""
         return self.data.train.subset(np.sort(np.concatenate([self.forget, self.retain])))
 
     @property
@@ -212,8 +212,9 @@ def forget_injected(
     """Inject ``n`` out-of-distribution "sensitive" samples with random labels, then forget them.
 
     The Forsaken setting (Liu et al.): samples that the model can only fit by memorising
-    them. ``source="noise"`` draws uniform-noise images; an :class:`ImageDataset` lends its
-    training images, converted to this dataset's channels, size and normalisation.
+    them. ``source="noise"`` draws uniform-noise images; an
+    :class:`~forgetkit.data.ImageDataset` lends its training images, converted to this
+    dataset's channels, size and normalisation.
     """
     rng = np.random.default_rng(seed)
     if n <= 0:

@@ -140,7 +140,11 @@ def fit(
     shuffle_gen = generator(seed + 7919)  # a stream of its own, independent of the init seed
     aug_gen = generator(seed + 104729)
     history: list[dict[str, float]] = []
-    epochs = tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False)
+    # Only build a bar when asked: tqdm.auto warns in notebooks without ipywidgets even when
+    # disabled, and that warning would land in every chapter's output.
+    epochs = range(config.epochs)
+    if progress:
+        epochs = tqdm(epochs, desc=desc, leave=False)
     with seeded(seed, dev), deterministic():
         for epoch in epochs:
             model.train()
@@ -177,7 +181,8 @@ def fit(
                 )
             record = {"epoch": epoch + 1, "loss": loss_sum / total, "accuracy": correct / total}
             history.append(record)
-            epochs.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}")
+            if progress:
+                epochs.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}")
     model.eval()
     return history
 

@@ -55,9 +55,9 @@ def predict(
 ) -> Tensor:
     """Logits of ``model`` on ``samples``, shape ``(n, classes)``, float32 on the CPU.
 
-    ``samples`` is anything :meth:`Samples.coerce` accepts. The model runs in eval mode with
-    gradients off, ``batch_size`` inputs at a time, on ``device`` (default: wherever the
-    model already is); its mode and device are restored afterwards.
+    ``samples`` is anything :meth:`~forgetkit.data.Samples.coerce` accepts. The model runs
+    in eval mode with gradients off, ``batch_size`` inputs at a time, on ``device``
+    (default: wherever the model already is); its mode and device are restored afterwards.
     """
     _check_model(model)
     data = Samples.coerce(samples, "samples")

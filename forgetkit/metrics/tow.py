@@ -25,7 +25,7 @@ def _accuracies(values: Mapping[str, float], name: str) -> dict[str, float]:
 
 
 def tow(unlearned: Mapping[str, float], oracle: Mapping[str, float]) -> float:
-    """ToW = (1 - |ΔFA|)(1 - |ΔRA|)(1 - |ΔTA|) (Zhao et al., NeurIPS 2024, "What makes
+    """ToW = ``(1 - |ΔFA|)(1 - |ΔRA|)(1 - |ΔTA|)`` (Zhao et al., NeurIPS 2024, "What makes
     unlearning hard and what to do about it", the RUM paper).
 
     Δ is the difference in accuracy between the unlearned model and the retrained oracle on
