@@ -76,14 +76,16 @@ def _linear_shortcuts(
     single input vector is the outer product ``delta a^T``, so ``sum_k p_k g_k**2`` is
     ``(sum_k p_k delta_k**2) (a**2)^T`` exactly: only the gradients with respect to the
     layer's *output* are needed. Eligible: ``nn.Linear`` modules with a trainable, unshared
-    weight, called exactly once per forward pass on a ``(batch, features)`` input.
+    weight, called exactly once per forward pass on a ``(batch, features)`` input whose
+    rows are the samples (checked on a batch-1 forward; layers that see sequences,
+    reshaped batches or repeated calls take the general path).
     """
     owners: dict[int, int] = {}
     for mod in model.modules():
         for p in mod.parameters(recurse=False):
             owners[id(p)] = owners.get(id(p), 0) + 1
     name_of = {id(p): n for n, p in model.named_parameters()}
-    calls: dict[str, list[int]] = {}
+    calls: dict[str, list[tuple[int, ...]]] = {}
     handles = []
     candidates = {}
     for mname, mod in model.named_modules():
@@ -97,7 +99,7 @@ def _linear_shortcuts(
         candidates[mname] = (name_of[id(mod.weight)], bias_name)
 
         def hook(_m, inputs, _out, key=mname):
-            calls.setdefault(key, []).append(inputs[0].ndim)
+            calls.setdefault(key, []).append(tuple(inputs[0].shape[:-1]))
 
         handles.append(mod.register_forward_hook(hook))
     try:
@@ -106,7 +108,8 @@ def _linear_shortcuts(
     finally:
         for h in handles:
             h.remove()
-    return {k: v for k, v in candidates.items() if calls.get(k) == [2]}
+    # ``run`` is a batch-1 forward: eligible layers saw one input of shape (1, features).
+    return {k: v for k, v in candidates.items() if calls.get(k) == [(1,)]}
 
 
 def fisher_diagonal(

@@ -110,23 +110,31 @@ def test_true_fisher_is_the_expected_empirical_fisher_over_the_models_labels():
 
 
 class _Shared(nn.Module):
-    """A linear layer applied twice, and one applied to a sequence: no shortcut for either."""
+    """Linear layers the shortcut must not take: one applied twice, one to a sequence, one
+    to a batch reshaped so that its rows are not samples. Only ``out`` qualifies."""
 
     def __init__(self) -> None:
         super().__init__()
         self.inp = nn.Linear(3, 3)
         self.seq = nn.Linear(3, 3)
-        self.out = nn.Linear(3, 4)
+        self.fold = nn.Linear(3, 3)
+        self.out = nn.Linear(6, 4)
 
     def forward(self, x):
         h = torch.tanh(self.inp(torch.tanh(self.inp(x))))  # (batch, 2, 3), used twice
-        return self.out(torch.tanh(self.seq(h)).mean(1))
+        h = torch.tanh(self.seq(h))
+        h = torch.tanh(self.fold(h.reshape(-1, 3))).reshape(len(x), 6)  # rows: half-samples
+        return self.out(h)
 
 
 def test_layers_the_shortcut_cannot_handle_fall_back_to_the_general_path():
+    from forgetkit.fisher import _linear_shortcuts
+
     torch.manual_seed(0)
     net = _Shared().double()
     x, y = _data(n=6, num_classes=4, shape=(2, 3))
+    params = dict(net.named_parameters())
+    assert list(_linear_shortcuts(net, lambda: net(x[:1]), params)) == ["out"]
     _close(fisher_diagonal(net, (x, y)), fisher_diagonal_loop(net, (x, y)))
 
 
