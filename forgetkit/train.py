@@ -16,7 +16,6 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from forgetkit.cache import CheckpointCache, hash_payload, hash_tensors
 from forgetkit.data import Samples
@@ -140,10 +139,12 @@ def fit(
     shuffle_gen = generator(seed + 7919)  # a stream of its own, independent of the init seed
     aug_gen = generator(seed + 104729)
     history: list[dict[str, float]] = []
-    # Only build a bar when asked: tqdm.auto warns in notebooks without ipywidgets even when
-    # disabled, and that warning would land in every chapter's output.
     epochs = range(config.epochs)
     if progress:
+        # Imported here: importing tqdm.auto in a notebook without ipywidgets warns, and the
+        # warning would land in every chapter's output.
+        from tqdm.auto import tqdm
+
         epochs = tqdm(epochs, desc=desc, leave=False)
     with seeded(seed, dev), deterministic():
         for epoch in epochs:
