@@ -143,3 +143,19 @@ def test_a_new_method_plugs_in_by_subclassing():
         result.details == {"factor": 0.0} and float(result.model.weight.detach().abs().sum()) == 0
     )
     assert float(model.weight.detach().abs().sum()) > 0
+
+
+def test_neggrad_can_stop_within_an_epoch(setting):
+    task, model = setting
+    per_epoch = get_method("neggrad", epochs=1, lr=0.5, stop_accuracy=0.5).unlearn(
+        model, task.forget_set
+    )
+    per_step = get_method("neggrad", epochs=1, lr=0.5, stop_accuracy=0.5, check_every=1).unlearn(
+        model, task.forget_set
+    )
+    full_epoch = -(-len(task.forget_set) // 64)
+    assert per_epoch.details["steps"] == full_epoch
+    assert per_step.details["steps"] < full_epoch
+    assert per_step.details["history"][-1]["forget_accuracy"] <= 0.5
+    with pytest.raises(ValueError, match="check_every"):
+        get_method("neggrad", check_every=-1)

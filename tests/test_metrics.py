@@ -569,3 +569,19 @@ def test_metric_cards_cover_every_metric():
         card = METRIC_CARDS[name]
         assert set(card) == {"definition", "direction", "source"}
         assert all(isinstance(v, str) and len(v) > 10 for v in card.values())
+
+
+def test_relearn_curve_gives_relearn_time_at_every_threshold(toy_data):
+    from forgetkit.metrics import relearn_curve, relearn_time_from_curve
+
+    pool = toy_data.train
+    forget = pool.subset(range(40))
+    fresh = linear(1)
+    kw = {"lr": 0.1, "max_epochs": 20, "seed": 3}
+    curve = relearn_curve(fresh, forget, pool, **kw)
+    assert curve.shape == (20,)
+    for threshold in (curve[0] + 1, float(np.median(curve)), float(curve.min()) - 1):
+        expected = relearn_time(fresh, forget, pool, threshold=threshold, **kw)
+        assert relearn_time_from_curve(curve, threshold) == expected
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        relearn_time_from_curve(np.array([]), 0.5)

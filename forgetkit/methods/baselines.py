@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.models import reinitialize
+from forgetkit.runtime import generator, seeded
 from forgetkit.train import TrainConfig, fit
 
 
@@ -79,8 +81,10 @@ class NegGrad(UnlearningMethod):
     """Gradient ascent on the forget set ("NegGrad"): push its loss up directly.
 
     Unbounded by design, so it is stopped early: after ``epochs`` passes, or as soon as the
-    forget-set accuracy falls to ``stop_accuracy``. The defaults are ours, chosen to be
-    gentle; the chapters tune them per experiment.
+    forget-set accuracy falls to ``stop_accuracy``, checked at the end of every epoch and,
+    with ``check_every > 0``, also every ``check_every`` steps (ascent on a whole class can
+    collapse a model within one epoch). The defaults are ours, chosen to be gentle; the
+    chapters tune them per experiment.
     """
 
     name = "neggrad"
@@ -92,16 +96,47 @@ class NegGrad(UnlearningMethod):
         lr: float = 1e-3
         batch_size: int = 64
         stop_accuracy: float = 0.0
+        check_every: int = 0
+
+        def __post_init__(self) -> None:
+            if self.check_every < 0:
+                raise ValueError(f"neggrad: check_every must be >= 0, got {self.check_every}")
 
     def _unlearn(self, model: nn.Module, data: ForgetData, device, gen) -> dict[str, Any]:
-        one_epoch = TrainConfig(**{**self.hparams.train_config().__dict__, "epochs": 1})
-        history: list[dict[str, float]] = []
-        for epoch in range(self.hparams.epochs):
-            record = fit(model, data.forget, one_epoch, seed=_seed(gen), device=device,
-                         loss_sign=-1.0, desc="neggrad")[0]  # fmt: skip
-            history.append({**record, "epoch": epoch + 1})
+        hp = self.hparams
+        forget = data.forget
+
+        def forget_accuracy() -> float:
+            model.eval()
             with torch.no_grad():
-                acc = float((model(data.forget.x).argmax(1) == data.forget.y).float().mean())
-            if acc <= self.hparams.stop_accuracy:
-                break
-        return {"history": history, "epochs_run": len(history)}
+                acc = float((model(forget.x).argmax(1) == forget.y).float().mean())
+            model.train()
+            return acc
+
+        seed = _seed(gen)
+        opt = torch.optim.SGD(model.parameters(), lr=hp.lr, momentum=hp.momentum,
+                              weight_decay=hp.weight_decay)  # fmt: skip
+        shuffle = generator(seed)
+        history: list[dict[str, float]] = []
+        steps, stopped = 0, False
+        model.train()
+        with seeded(seed, device):
+            for epoch in range(hp.epochs):
+                loss_sum = 0.0
+                for x, y in forget.batches(hp.batch_size, shuffle=True, generator=shuffle):
+                    opt.zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(model(x), y)
+                    (-loss).backward()
+                    opt.step()
+                    steps += 1
+                    loss_sum += float(loss.detach()) * len(y)
+                    if hp.check_every and steps % hp.check_every == 0:
+                        stopped = forget_accuracy() <= hp.stop_accuracy
+                        if stopped:
+                            break
+                accuracy = forget_accuracy()
+                history.append({"epoch": epoch + 1, "loss": loss_sum / len(forget),
+                                "forget_accuracy": accuracy})  # fmt: skip
+                if stopped or accuracy <= hp.stop_accuracy:
+                    break
+        return {"history": history, "epochs_run": len(history), "steps": steps}

@@ -24,7 +24,12 @@ from forgetkit.metrics.predictions import (
     predict,
     probabilities,
 )
-from forgetkit.metrics.relearn import relearn_threshold, relearn_time
+from forgetkit.metrics.relearn import (
+    relearn_curve,
+    relearn_threshold,
+    relearn_time,
+    relearn_time_from_curve,
+)
 from forgetkit.metrics.report import (
     COLUMNS,
     DEFAULT_METRICS,
@@ -33,7 +38,7 @@ from forgetkit.metrics.report import (
     gap_to_oracle,
     summarize,
 )
-from forgetkit.metrics.tow import tow
+from forgetkit.metrics.tug_of_war import tow
 
 __all__ = [
     "COLUMNS",
@@ -61,8 +66,10 @@ __all__ = [
     "per_sample_loss",
     "predict",
     "probabilities",
+    "relearn_curve",
     "relearn_threshold",
     "relearn_time",
+    "relearn_time_from_curve",
     "shadow_features",
     "summarize",
     "tow",

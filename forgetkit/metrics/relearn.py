@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +45,58 @@ def _mean_loss(model: nn.Module, data: Samples, batch_size: int = 1024) -> float
             total += float(F.cross_entropy(out, data.y[start : start + batch_size],
                                            reduction="sum"))  # fmt: skip
     return total / len(data)
+
+
+def _validate(model, threshold_needed: bool, threshold, lr, max_epochs, samples_per_epoch,
+              batch_size, weight_decay) -> None:  # fmt: skip
+    _check_model(model)
+    if threshold_needed and threshold is None:
+        raise ValueError(
+            "relearn_time needs a threshold: pass relearn_threshold(original_model, forget), "
+            "the original model's forget loss + 1e-5, as Golatkar et al. do"
+        )
+    if threshold is not None and math.isnan(float(threshold)):
+        raise ValueError("threshold is NaN")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if max_epochs < 1 or samples_per_epoch < 1 or batch_size < 1:
+        raise ValueError(
+            f"max_epochs, samples_per_epoch and batch_size must be >= 1, got {max_epochs}, "
+            f"{samples_per_epoch} and {batch_size}"
+        )
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+
+
+def _forget_losses(
+    model: nn.Module, forget: Any, pool: Any, *, lr: float, max_epochs: int,
+    samples_per_epoch: int, batch_size: int, weight_decay: float, seed: int,
+    device: DeviceLike,
+) -> Iterator[float]:  # fmt: skip
+    """Yield the forget-set loss before each readout epoch, fine-tuning a copy in between."""
+    dev = model_device(model) if device is None else resolve_device(device)
+    f = Samples.coerce(forget, "forget set").to(dev)
+    p = Samples.coerce(pool, "pool").to(dev)
+    if f.x.shape[1:] != p.x.shape[1:]:
+        raise ValueError(f"forget inputs have shape {tuple(f.x.shape[1:])} but pool inputs have "
+                         f"{tuple(p.x.shape[1:])}")  # fmt: skip
+    work = copy.deepcopy(model).to(dev)
+    work.eval()
+    anchor = [q.detach().clone() for q in work.parameters()] if weight_decay > 0 else None
+    opt = torch.optim.SGD(work.parameters(), lr=lr, momentum=0.0, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(int(seed))
+    for _ in range(max_epochs):
+        yield _mean_loss(work, f)
+        picks = torch.randint(len(p), (samples_per_epoch,), generator=gen).to(dev)
+        for start in range(0, samples_per_epoch, batch_size):
+            idx = picks[start : start + batch_size]
+            loss = F.cross_entropy(work(p.x[idx]), p.y[idx])
+            if anchor is not None:
+                pairs = zip(work.parameters(), anchor, strict=True)
+                loss = loss + 0.5 * weight_decay * sum((q - a).pow(2).sum() for q, a in pairs)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
 
 
 def relearn_time(
@@ -81,49 +135,51 @@ def relearn_time(
 
     Sampling is seeded by ``seed`` and nothing else; the input model is never modified.
     Lower means the forget set is relearned faster, i.e. more of it is still there; compare
-    with the retrained oracle's value.
+    with the retrained oracle's value. To read off several thresholds from one run, use
+    :func:`relearn_curve` and :func:`relearn_time_from_curve`.
     """
-    _check_model(model)
-    if threshold is None:
-        raise ValueError(
-            "relearn_time needs a threshold: pass relearn_threshold(original_model, forget), "
-            "the original model's forget loss + 1e-5, as Golatkar et al. do"
-        )
-    threshold = float(threshold)
-    if math.isnan(threshold):
-        raise ValueError("threshold is NaN")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
-    if max_epochs < 1 or samples_per_epoch < 1 or batch_size < 1:
-        raise ValueError(
-            f"max_epochs, samples_per_epoch and batch_size must be >= 1, got {max_epochs}, "
-            f"{samples_per_epoch} and {batch_size}"
-        )
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    dev = model_device(model) if device is None else resolve_device(device)
-    f = Samples.coerce(forget, "forget set").to(dev)
-    p = Samples.coerce(pool, "pool").to(dev)
-    if f.x.shape[1:] != p.x.shape[1:]:
-        raise ValueError(f"forget inputs have shape {tuple(f.x.shape[1:])} but pool inputs have "
-                         f"{tuple(p.x.shape[1:])}")  # fmt: skip
-    work = copy.deepcopy(model).to(dev)
-    work.eval()
-    anchor = [q.detach().clone() for q in work.parameters()] if weight_decay > 0 else None
-    opt = torch.optim.SGD(work.parameters(), lr=lr, momentum=0.0, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(int(seed))
-    for epoch in range(max_epochs):
-        if _mean_loss(work, f) <= threshold:
+    _validate(model, True, threshold, lr, max_epochs, samples_per_epoch, batch_size,
+              weight_decay)  # fmt: skip
+    losses = _forget_losses(model, forget, pool, lr=lr, max_epochs=max_epochs,
+                            samples_per_epoch=samples_per_epoch, batch_size=batch_size,
+                            weight_decay=weight_decay, seed=seed, device=device)  # fmt: skip
+    for epoch, loss in enumerate(losses):
+        if loss <= float(threshold):
             return epoch + 1
-        picks = torch.randint(len(p), (samples_per_epoch,), generator=gen).to(dev)
-        for start in range(0, samples_per_epoch, batch_size):
-            idx = picks[start : start + batch_size]
-            loss = F.cross_entropy(work(p.x[idx]), p.y[idx])
-            if anchor is not None:
-                loss = loss + 0.5 * weight_decay * sum(
-                    (q - a).pow(2).sum() for q, a in zip(work.parameters(), anchor, strict=True)
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
     return max_epochs
+
+
+def relearn_curve(
+    model: nn.Module,
+    forget: Any,
+    pool: Any,
+    *,
+    lr: float = 0.01,
+    max_epochs: int = 100,
+    samples_per_epoch: int = 500,
+    batch_size: int = 128,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    device: DeviceLike = None,
+) -> np.ndarray:
+    """The forget-set loss before each of ``max_epochs`` readout epochs (same procedure,
+    seed and arguments as :func:`relearn_time`), so that one fine-tuning run serves every
+    threshold; see :func:`relearn_time_from_curve`."""
+    _validate(model, False, None, lr, max_epochs, samples_per_epoch, batch_size, weight_decay)
+    losses = _forget_losses(model, forget, pool, lr=lr, max_epochs=max_epochs,
+                            samples_per_epoch=samples_per_epoch, batch_size=batch_size,
+                            weight_decay=weight_decay, seed=seed, device=device)  # fmt: skip
+    return np.fromiter(losses, dtype=np.float64, count=max_epochs)
+
+
+def relearn_time_from_curve(curve: np.ndarray, threshold: float) -> int:
+    """What :func:`relearn_time` returns for ``threshold``, read off a :func:`relearn_curve`:
+    the first epoch (1-based) whose loss is ``<= threshold``, else ``len(curve)`` (censored).
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    if curve.ndim != 1 or curve.size == 0:
+        raise ValueError(f"curve must be a non-empty 1-D array, got shape {curve.shape}")
+    if math.isnan(float(threshold)):
+        raise ValueError("threshold is NaN")
+    hits = np.flatnonzero(curve <= float(threshold))
+    return int(hits[0]) + 1 if hits.size else int(curve.size)

@@ -27,7 +27,7 @@ from forgetkit.metrics.attacks import (
 )
 from forgetkit.metrics.divergence import js_divergence, l1_distance
 from forgetkit.metrics.predictions import accuracy_from_logits, entropy, evaluating, predict
-from forgetkit.metrics.tow import tow as tow_score
+from forgetkit.metrics.tug_of_war import tow as tow_score
 from forgetkit.runtime import DeviceLike
 from forgetkit.scenarios import ForgetTask
 from forgetkit.train import TrainedModel
@@ -108,7 +108,8 @@ METRIC_CARDS: dict[str, dict[str, str]] = {
     },
     "relearn_time": {
         "definition": "Fine-tuning epochs (500 samples each, SGD lr 0.01, batch 128) until "
-        "the forget-set loss falls to the original model's; capped at 100.",
+        "the forget-set loss falls to the original model's; capped at max_epochs (100 by "
+        "default), so a capped value means 'at least this long'.",
         "direction": "Closer to the oracle is better; a low value means the forget set is "
         "still latent in the weights.",
         "source": "Golatkar et al., Eternal Sunshine (CVPR 2020) and Forgetting outside the "
