@@ -159,3 +159,8 @@ def test_neggrad_can_stop_within_an_epoch(setting):
     assert per_step.details["history"][-1]["forget_accuracy"] <= 0.5
     with pytest.raises(ValueError, match="check_every"):
         get_method("neggrad", check_every=-1)
+
+
+def test_finetune_can_follow_golatkar_recipe():
+    config = get_method("finetune", l2_to_init=True, bn_eval=True).hparams.train_config()
+    assert config.l2_to_init and config.bn_eval

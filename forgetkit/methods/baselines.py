@@ -17,17 +17,22 @@ from forgetkit.train import TrainConfig, fit
 
 @dataclass(frozen=True)
 class SGDHyperparameters:
-    """Plain SGD settings shared by the baselines."""
+    """Plain SGD settings shared by the baselines. ``l2_to_init`` and ``bn_eval`` reproduce
+    Golatkar et al.'s fine-tuning (weight decay toward the starting weights, batch-norm
+    statistics frozen); see :class:`~forgetkit.train.TrainConfig`."""
 
     epochs: int = 10
     lr: float = 0.01
     momentum: float = 0.0
     weight_decay: float = 0.0
     batch_size: int = 128
+    l2_to_init: bool = False
+    bn_eval: bool = False
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, momentum=self.momentum,
-                           weight_decay=self.weight_decay, batch_size=self.batch_size)  # fmt: skip
+                           weight_decay=self.weight_decay, batch_size=self.batch_size,
+                           l2_to_init=self.l2_to_init, bn_eval=self.bn_eval)  # fmt: skip
 
 
 def _seed(gen: torch.Generator) -> int:
