@@ -263,7 +263,7 @@ def scrub_distribution(
             ``class_row_var`` (whole-class forgetting); empty for none.
         example_input: one input, used by ``last_layer_rule="module"`` to find the layer
             producing the logits.
-        hparams, **hyperparameters: a :class:`FisherHyperparameters`, and/or overrides of
+        hparams, ``**hyperparameters``: a :class:`FisherHyperparameters`, and/or overrides of
             its fields (``alpha=1e-7``, ...).
     """
     hp = _hparams(hparams, hyperparameters)
