@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 os.environ["FORGETKIT_OFFLINE"] = "1"  # tests never download
 
@@ -49,3 +55,22 @@ def olivetti():
 @pytest.fixture(scope="session")
 def cifar_jpeg():
     return _offline_dataset("cifar10-jpeg15k")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run much faster on one thread than on contended ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def toc_files() -> list[str]:
+    """The documents of _toc.yml in order, as the book build reads them
+    (``toc_files()`` of scripts/build_book.py)."""
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_book", module)  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module.toc_files()

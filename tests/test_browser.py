@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import functools
 import http.server
-import importlib.util
 import os
 import re
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -23,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import pytest
+from conftest import toc_files
 
 pytestmark = pytest.mark.browser
 
@@ -47,15 +46,6 @@ def _missing(message: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (required in CI)")
     pytest.skip(message)
-
-
-def _load_build_script():
-    """scripts/build_book.py, whose toc_files() lists the documents of _toc.yml in order."""
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_book", module)  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -169,7 +159,7 @@ def _broken_images(page) -> list[str]:
 
 # --------------------------------------------------------------------------- tests
 
-PAGES = _load_build_script().toc_files()
+PAGES = toc_files()
 
 
 @pytest.mark.parametrize("doc", PAGES)

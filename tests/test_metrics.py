@@ -42,14 +42,7 @@ from forgetkit.models import ModelConfig
 from forgetkit.scenarios import forget_class, forget_random
 from forgetkit.train import TrainConfig, TrainedModel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run much faster on one thread than on contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -26,12 +26,7 @@ DETERMINISTIC = settings(derandomize=True, deadline=None, max_examples=60, datab
 FEW = settings(derandomize=True, deadline=None, max_examples=8, database=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @st.composite

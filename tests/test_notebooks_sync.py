@@ -10,12 +10,11 @@ and a chapter that papermill cannot parameterise.
 from __future__ import annotations
 
 import ast
-import importlib.util
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import toc_files
 
 jupytext = pytest.importorskip("jupytext")
 
@@ -25,15 +24,6 @@ SRC = BOOK / "src"
 CHAPTERS = sorted(p.stem for p in SRC.glob("*.md"))
 DEFAULTS = {"PROFILE": "ci", "DEVICE": "cpu", "SEED": 0}
 REGENERATE = "run `make notebooks NB={name}` to regenerate it"
-
-
-def _load_build_script():
-    """scripts/build_book.py, whose toc_files() lists the documents of _toc.yml in order."""
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_book", module)  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def committed(name: str):
@@ -60,7 +50,7 @@ def test_every_notebook_has_a_source():
 
 
 def test_toc_and_sources_agree():
-    docs = [d for d in _load_build_script().toc_files() if Path(d).parent == Path("book")]
+    docs = [d for d in toc_files() if Path(d).parent == Path("book")]
     names = {Path(d).name for d in docs}
     for doc in docs:
         name = Path(doc).name
