@@ -102,6 +102,13 @@ def deterministic() -> Iterator[None]:
         torch.backends.cudnn.benchmark = prev_bench
 
 
+def l2_to_anchor(model: nn.Module, anchor: Sequence[Tensor], weight_decay: float) -> Tensor:
+    """``weight_decay / 2 * ||w - anchor||^2``: Golatkar et al.'s weight decay toward the
+    starting weights (used in training and in the relearn-time readout)."""
+    pairs = zip(model.parameters(), anchor, strict=True)
+    return 0.5 * weight_decay * sum((p - a).pow(2).sum() for p, a in pairs)
+
+
 def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, steps: int):
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
@@ -162,10 +169,7 @@ def fit(
                 loss = F.cross_entropy(out, y)
                 objective = loss_sign * loss
                 if anchor is not None:
-                    objective = objective + 0.5 * config.weight_decay * sum(
-                        (p - a).pow(2).sum()
-                        for p, a in zip(model.parameters(), anchor, strict=True)
-                    )
+                    objective = objective + l2_to_anchor(model, anchor, config.weight_decay)
                 objective.backward()
                 for hook in hooks:
                     hook.after_backward(model, epoch, config.epochs)

@@ -100,11 +100,9 @@ def model_js(
 
     0 means identical predictive distributions; ``ln 2`` (about 0.693) is the maximum.
     """
-    data = Samples.coerce(samples, "samples")
-    pa = probabilities(model_a, data, batch_size=batch_size, device=device)
-    pb = probabilities(model_b, data, batch_size=batch_size, device=device)
-    _same_classes(pa, pb)
-    return float(js_divergence(pa, pb))
+    return float(
+        js_divergence(*_paired_probabilities(model_a, model_b, samples, batch_size, device))
+    )
 
 
 def l1_distance(p: Tensor | np.ndarray, q: Tensor | np.ndarray) -> float:
@@ -136,11 +134,18 @@ def activation_distance(
     Against the retrained oracle, lower is better; compare with the oracle's own
     seed-to-seed distance.
     """
+    return l1_distance(*_paired_probabilities(model_a, model_b, samples, batch_size, device))
+
+
+def _paired_probabilities(
+    model_a: nn.Module, model_b: nn.Module, samples: Any, batch_size: int, device: DeviceLike
+) -> tuple[Tensor, Tensor]:
+    """Both models' softmax outputs on the same samples, checked to cover the same classes."""
     data = Samples.coerce(samples, "samples")
     pa = probabilities(model_a, data, batch_size=batch_size, device=device)
     pb = probabilities(model_b, data, batch_size=batch_size, device=device)
     _same_classes(pa, pb)
-    return l1_distance(pa, pb)
+    return pa, pb
 
 
 def _same_classes(pa: Tensor, pb: Tensor) -> None:

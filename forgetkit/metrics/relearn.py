@@ -21,6 +21,7 @@ from torch import nn
 from forgetkit.data import Samples
 from forgetkit.metrics.predictions import _check_model, per_sample_loss
 from forgetkit.runtime import DeviceLike, model_device, resolve_device
+from forgetkit.train import l2_to_anchor
 
 
 def relearn_threshold(
@@ -92,8 +93,7 @@ def _forget_losses(
             idx = picks[start : start + batch_size]
             loss = F.cross_entropy(work(p.x[idx]), p.y[idx])
             if anchor is not None:
-                pairs = zip(work.parameters(), anchor, strict=True)
-                loss = loss + 0.5 * weight_decay * sum((q - a).pow(2).sum() for q, a in pairs)
+                loss = loss + l2_to_anchor(work, anchor, weight_decay)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
