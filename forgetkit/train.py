@@ -52,8 +52,11 @@ class TrainConfig:
 class TrainHook:
     """Extension point into the training loop; the default does nothing.
 
-    ``fingerprint`` enters the cache key, ``transform`` may rewrite each batch, ``after_step``
-    sees the model after each update, and ``artifacts`` are stored with the checkpoint.
+    ``fingerprint`` enters the cache key, ``transform`` may rewrite each batch,
+    ``after_backward`` sees the model with its gradients before each update, and
+    ``artifacts`` are stored with the checkpoint (and handed back by ``restore`` on a hit).
+    A method that needs training-time artifacts returns its hooks from
+    :meth:`~forgetkit.methods.UnlearningMethod.training_hooks`.
     """
 
     name = "hook"
@@ -85,6 +88,10 @@ class TrainedModel:
     cached: bool
     artifacts: dict[str, Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    model_config: ModelConfig | None = None
+    train_config: TrainConfig | None = None
+    train_size: int | None = None
+    seed: int | None = None
 
 
 @contextlib.contextmanager
@@ -240,7 +247,7 @@ def train_model(
             hook.restore(artifacts)
         model.to(dev).eval()
         return TrainedModel(model, meta.get("history", []), meta.get("seconds", 0.0), key, True,
-                            artifacts, meta)  # fmt: skip
+                            artifacts, meta, model_config, config, len(data), seed)  # fmt: skip
     with Stopwatch(dev) as watch:
         history = fit(model, data, config, seed=run_seed, device=dev, hooks=hooks,
                       progress=progress, desc=desc)  # fmt: skip
@@ -251,7 +258,8 @@ def train_model(
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         tensors.update({f"artifact.{k}": v for k, v in artifacts.items()})
         store.save(key, tensors, meta)
-    return TrainedModel(model, history, watch.seconds, key, False, artifacts, meta)
+    return TrainedModel(model, history, watch.seconds, key, False, artifacts, meta,
+                        model_config, config, len(data), seed)  # fmt: skip
 
 
 def train_original(task: Any, model_config: ModelConfig, config: TrainConfig, **kwargs: Any):

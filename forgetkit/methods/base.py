@@ -19,6 +19,19 @@ input                     who needs it
                           size, the mnemonic codes of the mnemonic-code method, Forsaken's
                           membership oracle
 ========================  ============================================================
+
+Some methods also need something from *training* time (L-CODEC's saved gradients, the
+mnemonic codes). The contract for those is the same for every method, so generic code (a
+benchmark, a test over :func:`available_methods`) can drive any of them by name::
+
+    method = get_method(name)
+    original = train_original(task, model_cfg, train_cfg, hooks=method.training_hooks())
+    result = method.unlearn(original, task.forget_set, task.retain_set)
+
+:meth:`UnlearningMethod.training_hooks` returns the hooks to train with (none for most
+methods); passing the :class:`~forgetkit.train.TrainedModel` itself to ``unlearn`` fills the
+``record`` through :meth:`UnlearningMethod.record_from` (the hooks' artifacts and the
+original's recipe). ``record=`` passed explicitly overrides keys of that record.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from torch import nn
 
 from forgetkit.data import Samples
 from forgetkit.runtime import DeviceLike, Stopwatch, generator, resolve_device
+from forgetkit.train import TrainedModel, TrainHook
 
 INPUTS = ("forget", "retain", "nonmember", "validation", "record")
 
@@ -70,6 +84,7 @@ class UnlearningMethod(ABC):
     name: ClassVar[str] = "method"
     needs: ClassVar[frozenset[str]] = frozenset({"forget"})
     uses: ClassVar[frozenset[str]] = frozenset()  # optional inputs, used when given
+    record_keys: ClassVar[frozenset[str]] = frozenset()  # keys the ``record`` must hold
     paper: ClassVar[str] = ""  # bibliography key of the source paper
     Hyperparameters: ClassVar[type] = NoHyperparameters
 
@@ -91,18 +106,37 @@ class UnlearningMethod(ABC):
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
-        """A method card: its name, inputs, paper and hyperparameter defaults."""
+        """A method card: its name, inputs (at training and at forget time), paper and
+        hyperparameter defaults."""
         return {
             "name": cls.name,
             "needs": sorted(cls.needs),
             "uses": sorted(cls.uses),
+            "record_keys": sorted(cls.record_keys),
+            "training_hooks": [h.name for h in cls().training_hooks()],
             "paper": cls.paper,
             "hyperparameters": dataclasses.asdict(cls.Hyperparameters()),
         }
 
+    def training_hooks(self) -> tuple[TrainHook, ...]:
+        """The hooks the original must be trained with for this method to work; none by
+        default (the method works from any trained model). Pass them to
+        :func:`~forgetkit.train.train_original` as ``hooks=``."""
+        return ()
+
+    def record_from(self, trained: TrainedModel) -> dict[str, Any]:
+        """The forget-time ``record`` taken from the original's :class:`TrainedModel`: its
+        hooks' artifacts under their own names, and the recipe it was trained with."""
+        return {
+            **trained.artifacts,
+            "model_config": trained.model_config,
+            "train_config": trained.train_config,
+            "train_size": trained.train_size,
+        }
+
     def unlearn(
         self,
-        model: nn.Module,
+        model: nn.Module | TrainedModel,
         forget: Any,
         retain: Any = None,
         *,
@@ -115,10 +149,15 @@ class UnlearningMethod(ABC):
     ) -> UnlearnResult:
         """Make ``model`` forget ``forget``; return a new model unless ``inplace=True``.
 
-        Data may be :class:`~forgetkit.data.Samples`, ``(x, y)`` pairs, ``TensorDataset`` s
-        or ``DataLoader`` s. The seconds returned cover the unlearning alone: validation,
+        ``model`` is a network, or the :class:`~forgetkit.train.TrainedModel` that training
+        returned (its ``record_from`` then fills ``record``; explicit keys win). Data may be
+        :class:`~forgetkit.data.Samples`, ``(x, y)`` pairs, ``TensorDataset`` s or
+        ``DataLoader`` s. The seconds returned cover the unlearning alone: validation,
         copying and data transfer happen before the clock starts.
         """
+        if isinstance(model, TrainedModel):
+            record = {**self.record_from(model), **(record or {})}
+            model = model.model
         if not isinstance(model, nn.Module):
             raise TypeError(f"{self.name}: model must be a torch.nn.Module, got "
                             f"{type(model).__name__}")  # fmt: skip
@@ -129,6 +168,15 @@ class UnlearningMethod(ABC):
         if missing:
             raise ValueError(f"{self.name} needs {', '.join(missing)} at forget time "
                              f"(it uses {', '.join(sorted(self.needs))})")  # fmt: skip
+        absent = sorted(k for k in self.record_keys if (record or {}).get(k) is None)
+        if absent:
+            hooks = [h.name for h in self.training_hooks()]
+            how = (f"train the original with hooks=method.training_hooks() ({hooks}) and "
+                   if hooks else "")  # fmt: skip
+            raise ValueError(
+                f"{self.name}: the record lacks {absent}; {how}pass the TrainedModel as "
+                f"model, or record=method.record_from(trained)"
+            )
         sets = {
             k: Samples.coerce(v, f"{k} set").to(dev)
             for k, v in given.items()
