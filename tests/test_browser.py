@@ -87,11 +87,11 @@ def browser(site):
 class Visit:
     """One page load, with everything the page complained about or fetched from elsewhere."""
 
-    def __init__(self, browser, site: str, path: str) -> None:
+    def __init__(self, browser, site: str, path: str, width: int = 1280) -> None:
         self.site = site
         self.errors: list[str] = []
         self.external: list[str] = []
-        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.page = browser.new_page(viewport={"width": width, "height": 900})
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda err: self.errors.append(f"page error: {err}"))
         self.page.on(
@@ -118,8 +118,8 @@ class Visit:
 def visit(browser, site):
     opened: list[Visit] = []
 
-    def open_page(path: str) -> Visit:
-        opened.append(Visit(browser, site, path))
+    def open_page(path: str, width: int = 1280) -> Visit:
+        opened.append(Visit(browser, site, path, width))
         return opened[-1]
 
     yield open_page
@@ -157,9 +157,44 @@ def _broken_images(page) -> list[str]:
     )
 
 
+def _overflowing(page) -> list[str]:
+    """Elements that stick out of the viewport's right edge without a scrolling box of their
+    own between them and the page (what makes a reader scroll the whole page sideways)."""
+    return page.evaluate(
+        r"""() => {
+            const width = document.documentElement.clientWidth;
+            const scrolls = (el) => {
+                for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+                    const o = getComputedStyle(a).overflowX;
+                    if (o === "auto" || o === "scroll" || o === "hidden" || o === "clip")
+                        return true;
+                }
+                return false;
+            };
+            const out = [];
+            for (const el of document.querySelectorAll(".bd-article *")) {
+                const r = el.getBoundingClientRect();
+                if (r.width > 0 && r.right > width + 1 && !scrolls(el)) {
+                    const text = (el.innerText || "").trim().slice(0, 40).replace(/\s+/g, " ");
+                    out.push(`<${el.tagName.toLowerCase()} class="${el.className}"> "${text}"`);
+                }
+            }
+            if (document.documentElement.scrollWidth > width + 1)
+                out.push(`page ${document.documentElement.scrollWidth}px wide in ${width}px`);
+            return out;
+        }"""
+    )
+
+
+_PLACEHOLDER_ALT = re.compile(r"(^|/)[0-9a-f]{16,}\.(png|svg|jpe?g)$")
+
+
 # --------------------------------------------------------------------------- tests
 
 PAGES = toc_files()
+SOURCE_PAGES = sorted(
+    str(p.relative_to(HTML).with_suffix("")) for p in (HTML / "_modules").rglob("*.html")
+)
 
 
 @pytest.mark.parametrize("doc", PAGES)
@@ -174,7 +209,26 @@ def test_page_renders_cleanly(visit, site, doc):
     assert v.external == [], f"{doc}: fetched from outside the site:\n" + "\n".join(v.external)
 
 
+@pytest.mark.parametrize("width", [1280, 400])
 @pytest.mark.parametrize("doc", PAGES)
+def test_nothing_pushes_the_page_sideways(visit, doc, width):
+    """Wide tables, equations and code scroll inside their own box (book/_static/forgetkit.css)."""
+    v = visit(f"{doc}.html", width=width)
+    v.page.wait_for_load_state("networkidle")
+    wide = _overflowing(v.page)
+    assert wide == [], f"{doc} at {width}px: content wider than the page:\n" + "\n".join(wide[:20])
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_figures_have_alt_text(visit, doc):
+    """Every figure's image is described (book/_ext/forgetkit_sphinx.py takes the caption)."""
+    v = visit(f"{doc}.html")
+    alts = v.page.eval_on_selector_all("figure img", "imgs => imgs.map(i => i.alt || '')")
+    bad = [a for a in alts if not a.strip() or _PLACEHOLDER_ALT.search(a)]
+    assert bad == [], f"{doc}: figures without a description: {bad}"
+
+
+@pytest.mark.parametrize("doc", PAGES + SOURCE_PAGES)
 def test_internal_links_and_anchors_resolve(visit, site, doc):
     v = visit(f"{doc}.html")
     hrefs = v.page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
