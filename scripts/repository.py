@@ -214,11 +214,11 @@ def missing_copies(url: str, root: Path = ROOT) -> list[str]:
 def check(root: Path = ROOT, site: Path | None = None, expect: str | None = None) -> list[str]:
     url = configured_url(root)
     problems = []
-    if expect is not None and owner_name(expect) != owner_name(url):
+    if expect is not None and owner_name(expect.lower()) != owner_name(url.lower()):
         problems.append(
             f"_config.yml sets repository.url to {url}, but this is {expect}: set your "
-            "repository's URL (python scripts/repository.py set URL; README.md, 'Publishing "
-            "the site from a fork')"
+            "repository's URL (python scripts/repository.py set URL; README.md, section "
+            "'Publishing the site', 'From a fork')"
         )
     if site is not None:
         return problems + foreign_references(tree_files(site), url, site)
