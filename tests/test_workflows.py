@@ -47,7 +47,7 @@ def runs(job: dict) -> str:
 
 def test_the_workflows_pass_the_linter():
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert {f.name for f in files} >= {"book.yml", "drift.yml"}
+    assert {f.name for f in files} >= {"book.yml", "drift.yml", "release.yml"}
     out = lint(*files)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -73,7 +73,7 @@ def test_the_linter_rejects_a_broken_workflow(breakage, tmp_path):
     assert out.returncode != 0, f"the linter accepted {breakage}:\n{out.stdout}"
 
 
-@pytest.mark.parametrize("name", ["book.yml", "drift.yml"])
+@pytest.mark.parametrize("name", ["book.yml", "drift.yml", "release.yml"])
 def test_references_resolve_and_actions_are_pinned(name):
     workflow = load(name)
     jobs = workflow["jobs"]
@@ -87,7 +87,7 @@ def test_references_resolve_and_actions_are_pinned(name):
             assert ref in ids, f"{name}: job {job_name} refers to unknown step {ref!r}"
         for step in steps(job):
             if "uses" in step:
-                assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", step["uses"]), step["uses"]
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+(\.\d+)*", step["uses"]), step["uses"]
 
 
 def test_book_workflow_builds_caches_reports_and_deploys():
@@ -122,3 +122,13 @@ def test_scheduled_workflow_builds_from_scratch():
     assert report["if"] == "failure()" and "_build/executed" in report["with"]["path"]
     makefile = (ROOT / "Makefile").read_text()
     assert "-c $(CONSTRAINTS)" in makefile, "make setup ignores CONSTRAINTS"
+
+
+def test_release_workflow_checks_and_publishes_the_wheel():
+    workflow = load("release.yml")
+    assert workflow["on"]["release"]["types"] == ["published"]
+    build, publish = workflow["jobs"]["build"], workflow["jobs"]["publish"]
+    assert "python -m build" in runs(build) and "twine check --strict" in runs(build)
+    assert "$TAG" in runs(build), "the tag is not compared with the version"
+    assert publish["needs"] == "build" and uses(publish, "pypa/gh-action-pypi-publish")
+    assert publish["permissions"] == {"id-token": "write"}  # trusted publishing, no token
