@@ -103,7 +103,7 @@ def test_book_workflow_builds_caches_reports_and_deploys():
     assert report["if"] == "failure()" and "_build/executed" in report["with"]["path"]
     (pages,) = uses(build, "actions/upload-pages-artifact")
     assert pages["with"]["path"] == "_build/html"
-    assert "repository.py check" in runs(build) and "github.repository" in runs(build)
+    assert "repository.py check" in runs(build) and "$GITHUB_REPOSITORY" in runs(build)
     assert deploy["needs"] == "build" and uses(deploy, "actions/deploy-pages")
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
     assert deploy["environment"]["name"] == "github-pages"
