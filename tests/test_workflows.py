@@ -124,6 +124,13 @@ def test_scheduled_workflow_builds_from_scratch():
     assert "-c $(CONSTRAINTS)" in makefile, "make setup ignores CONSTRAINTS"
 
 
+def test_make_lint_runs_the_workflow_linter():
+    makefile = (ROOT / "Makefile").read_text()
+    lint_rule = makefile[makefile.index("\nlint:") : makefile.index("\nformat:")]
+    assert "check-jsonschema --builtin-schema vendor.github-workflows" in lint_rule
+    assert ".github/workflows/*.yml" in lint_rule
+
+
 def test_release_workflow_checks_and_publishes_the_wheel():
     workflow = load("release.yml")
     assert workflow["on"]["release"]["types"] == ["published"]
