@@ -16,6 +16,7 @@ PROFILE ?= ci
 DEVICE ?= cpu
 THREADS ?= 2
 NB ?=
+CONSTRAINTS ?= constraints.txt
 
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
@@ -49,7 +50,7 @@ help:
 	@echo ""
 	@echo "  make setup       create or refresh .venv (pip install -c constraints.txt -e .[book,test])"
 	@echo "  make data        download the data once (FORGETKIT_DATA unset) or verify FORGETKIT_DATA"
-	@echo "  make lint        ruff check and ruff format --check"
+	@echo "  make lint        ruff check, ruff format --check, and the GitHub workflows' schema"
 	@echo "  make format      ruff format the code, the notebooks and the chapter sources"
 	@echo "  make unit        the unit tests (pytest tests -m 'not browser')"
 	@echo "  make notebooks   regenerate book/<chapter>.ipynb from book/src/<chapter>.md (NB=name for one)"
@@ -59,6 +60,7 @@ help:
 	@echo ""
 	@echo "Variables: PROFILE=$(PROFILE) (ci|paper)  DEVICE=$(DEVICE) (cpu|cuda)  THREADS=$(THREADS)"
 	@echo "           VENV=$(VENV) (a conda environment instead: VENV=\$$CONDA_PREFIX)"
+	@echo "           CONSTRAINTS=$(CONSTRAINTS) (/dev/null: the newest releases pyproject.toml allows)"
 	@echo "           FORGETKIT_DATA=$(FORGETKIT_DATA)"
 
 setup: $(SETUP_STAMP)
@@ -66,7 +68,7 @@ setup: $(SETUP_STAMP)
 $(SETUP_STAMP): pyproject.toml constraints.txt
 	@$(STAGE) setup -- bash -c '\
 	  if [ ! -x "$(BIN)/python" ]; then $(PYTHON) -m venv "$(VENV)"; fi && \
-	  "$(BIN)/python" -m pip install --quiet -c constraints.txt -e ".[book,test]" && \
+	  "$(BIN)/python" -m pip install --quiet -c $(CONSTRAINTS) -e ".[book,test]" && \
 	  touch $(SETUP_STAMP)'
 
 data: setup
@@ -75,7 +77,8 @@ data: setup
 	$(STAGE) data -- forgetkit-data $(DATA_COMMAND) "$(FORGETKIT_DATA)" --datasets $$datasets
 
 lint: setup
-	@$(STAGE) lint -- bash -c 'ruff check . && ruff format --check .'
+	@$(STAGE) lint -- bash -c 'ruff check . && ruff format --check . && \
+	  check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml'
 
 format: setup
 	ruff format .

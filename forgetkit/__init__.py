@@ -28,7 +28,7 @@ from forgetkit.scenarios import (
 )
 from forgetkit.train import TrainConfig, TrainedModel, retrain, train_model, train_original
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it (keep it a plain literal)
 
 __all__ = [
     "ForgetTask",

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
 import os
 import re
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -275,3 +277,27 @@ def test_screenshots(visit):
     figure = visit(f"{SCREENSHOT_CHAPTER}.html").page.locator("figure").first
     figure.scroll_into_view_if_needed()
     figure.screenshot(path=str(SCREENSHOTS / "figure.png"))
+
+
+def test_site_names_only_the_configured_repository():
+    """Every URL for the project in the built site (launch buttons, repository and issues
+    buttons, the Colab install lines, page sources and notebooks) is the one set as
+    repository.url in _config.yml; see scripts/repository.py."""
+    if not (HTML / "index.html").exists():
+        _missing(f"no built site at {HTML.relative_to(ROOT)}: run `make book` first")
+    spec = importlib.util.spec_from_file_location("repository", ROOT / "scripts/repository.py")
+    repository = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("repository", repository)
+    spec.loader.exec_module(repository)
+    problems = repository.check(ROOT, site=HTML)
+    assert problems == [], "links to another repository:\n" + "\n".join(problems)
+    owner, name = repository.owner_name(repository.configured_url(ROOT))
+    pages = "\n".join(p.read_text(errors="ignore") for p in HTML.glob("book/*.html"))
+    for button in (
+        f"colab.research.google.com/github/{owner}/{name}/blob/",
+        f"mybinder.org/v2/gh/{owner}/{name}/",
+        f"github.com/{owner}/{name}/issues",
+    ):
+        assert button in pages, (
+            f"no launch or issues button for the configured repository: {button}"
+        )
