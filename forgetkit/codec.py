@@ -108,15 +108,36 @@ def _nearest(d2: Tensor) -> Tensor:
 def _candidate_nearest(z: Tensor, base: Tensor | None, chunk_elements: int) -> Tensor:
     """Nearest neighbours in ``(X, Z_j)`` for every column ``j`` of ``z`` at once: (p, n)."""
     n, p = z.shape
+    if base is None:
+        return _nearest_1d(z)
     step = max(1, chunk_elements // (n * n))
     out = []
     for start in range(0, p, step):  # chunks bound memory; each chunk is one batched op
         zc = z[:, start : start + step].T.contiguous()  # (c, n)
-        d2 = (zc[:, :, None] - zc[:, None, :]) ** 2
-        if base is not None:
-            d2 = base + d2
-        out.append(_nearest(d2))
+        d2 = zc[:, :, None] - zc[:, None, :]
+        d2.square_().add_(base)
+        d2.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
+        out.append(d2.argmin(-1))
     return torch.cat(out) if out else torch.zeros(0, n, dtype=torch.long, device=z.device)
+
+
+def _nearest_1d(z: Tensor) -> Tensor:
+    """Nearest neighbours along each column separately, (p, n), by sorting: on a line a
+    sample's nearest neighbour is the one just before or just after it (n log n, not n^2).
+    On an exact tie of the two gaps the lower index wins, as in the brute-force search."""
+    n = z.shape[0]
+    values, order = torch.sort(z.T.contiguous(), dim=1)  # (p, n)
+    inf = torch.full_like(values[:, :1], float("inf"))
+    gap_left = torch.cat([inf, values[:, 1:] - values[:, :-1]], 1)
+    gap_right = torch.cat([values[:, 1:] - values[:, :-1], inf], 1)
+    pos = torch.arange(n, device=z.device)
+    left = order[:, (pos - 1).clamp(min=0)]
+    right = order[:, (pos + 1).clamp(max=n - 1)]
+    take_left = (gap_left < gap_right) | ((gap_left == gap_right) & (left < right))
+    best = torch.where(take_left, left, right)
+    out = torch.empty_like(order)
+    out.scatter_(1, order, best)
+    return out
 
 
 def _unconditional(r: Tensor, left: Tensor, m: Tensor) -> Tensor:
