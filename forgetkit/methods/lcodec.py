@@ -267,7 +267,7 @@ class LCodec(UnlearningMethod):
     needs = frozenset({"forget", "validation"})
     uses = frozenset({"retain"})
     record_keys = frozenset({*KEYS, "train_size"})
-    paper = "mehta2022deep"
+    paper = "mehta2022lcodec"
 
     @dataclass(frozen=True)
     class Hyperparameters:
