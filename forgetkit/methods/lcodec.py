@@ -11,7 +11,7 @@ slices only, with rank-one finite-difference Hessians from the last two training
 from the sample; (5) adds Gaussian noise calibrated to an (epsilon, delta) certified-removal
 bound; and (6) reverts the whole step if validation accuracy drops by more than
 ``val_gap_skip``. The two training-epoch gradients come from :class:`SaveEpochGradients`,
-a training hook (see :meth:`LCodec.training_hooks`).
+a training hook (see :meth:`~forgetkit.methods.UnlearningMethod.training_hooks`).
 
 Where the official code (vsingh-group/LCODEC-deep-unlearning) departs from the paper, the
 default follows the paper's intent and the code's behaviour is a named option:
@@ -322,6 +322,8 @@ class LCodec(UnlearningMethod):
                 raise ValueError("lcodec: val_gap_skip and residual_every must be >= 0")
 
     def training_hooks(self) -> tuple[TrainHook, ...]:
+        """One :class:`~forgetkit.methods.lcodec.SaveEpochGradients`: the old Hessian needs
+        the last two epochs."""
         return (SaveEpochGradients(),)
 
     # ----------------------------------------------------------------------- helpers
