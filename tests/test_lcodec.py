@@ -15,6 +15,7 @@ from forgetkit.methods import LCodec, get_method
 from forgetkit.methods.lcodec import (
     SaveEpochGradients,
     newton_direction,
+    perturbation_features,
     slice_indices,
     unit_layers,
 )
@@ -242,3 +243,62 @@ def test_bad_hyperparameters_name_the_choice():
         get_method("lcodec", selection="best")
     with pytest.raises(ValueError, match="delta must be in"):
         LCodec(delta=1.5)
+
+
+def test_perturbation_features_are_unit_outputs_and_channel_means():
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(48, 2))  # fmt: skip
+    layers = unit_layers(model)
+    x, y = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1])
+    gen = torch.Generator().manual_seed(2)
+    feats, losses = perturbation_features(
+        model, x, y, layers, n_perturbations=5, std=0.1, generator=gen, chunk=2
+    )
+    noise = torch.randn((5, 2, 1, 4, 4), generator=torch.Generator().manual_seed(2))
+    batch = (x[None] + 0.1 * noise).reshape(10, 1, 4, 4)
+    with torch.no_grad():
+        conv = model[0](batch)
+        out = model(batch)
+    expected = torch.cat([conv.mean((2, 3)).view(5, 2, 3).mean(1),
+                          out.view(5, 2, 2).mean(1)], 1)  # fmt: skip
+    loss = nn.functional.cross_entropy(out, y.repeat(5), reduction="none").view(5, 2).mean(1)
+    torch.testing.assert_close(feats, expected)
+    torch.testing.assert_close(losses, loss)
+    assert feats.shape == (5, 5)
+
+
+def test_noise_on_the_complement_leaves_only_the_step_on_the_slices(data, trained):
+    hp = {**FAST, "l2_reg": 0.2}
+    args = (trained, _forget(data))
+    kw = {"validation": data["val"], "seed": 4}
+    clean = LCodec(**hp, noise=False).unlearn(*args, **kw)
+    other = LCodec(**hp, noise_placement="complement").unlearn(*args, **kw)
+    entry = clean.details["removals"][0]
+    layers = unit_layers(trained.model)
+    names = {f"{layer.path}[{k}]": layer.offset + k for layer in layers for k in range(layer.units)}
+    index = slice_indices(trained.model, layers, [names[u] for u in entry["units"]])
+    a, b, w = _flat(clean.model), _flat(other.model), _flat(trained.model)
+    assert torch.equal(a[index], b[index])  # the step alone on the selected slices
+    outside = torch.ones(len(w), dtype=torch.bool)
+    outside[index] = False
+    assert torch.equal(a[outside], w[outside]) and not torch.equal(b[outside], w[outside])
+
+
+def test_batched_requests_use_m_and_the_official_rule_uses_one(data, trained):
+    kw = {"validation": data["val"], "seed": 1}
+    sek = LCodec(**FAST, removal_batch=2).unlearn(trained, _forget(data, 4), **kw).details
+    off = (
+        LCodec(**FAST, removal_batch=2, batch_rule="official")
+        .unlearn(trained, _forget(data, 4), **kw)
+        .details
+    )
+    assert [e["samples"] for e in sek["removals"]] == [[0, 1], [2, 3]]
+    assert [e["n"] for e in sek["removals"]] == [300, 298]
+    assert [e["n"] for e in off["removals"]] == [300, 299]
+    gamma = 2 * 0.25 * 2**2 / (300**2 * 0.01**3)
+    assert sek["removals"][0]["noise_std"] == pytest.approx(
+        gamma / 0.1 * math.sqrt(2 * math.log(125)), rel=1e-12
+    )
+    assert off["removals"][0]["noise_std"] == pytest.approx(
+        sek["removals"][0]["noise_std"] / 4, rel=1e-12
+    )
