@@ -11,11 +11,13 @@ from forgetkit.methods.base import (
 )
 from forgetkit.methods.baselines import Finetune, NegGrad, Retrain
 from forgetkit.methods.fisher_forgetting import FisherForgetting
+from forgetkit.methods.lcodec import LCodec
 
 __all__ = [
     "Finetune",
     "FisherForgetting",
     "ForgetData",
+    "LCodec",
     "NegGrad",
     "Retrain",
     "UnlearnResult",
