@@ -27,6 +27,9 @@ def _bench(argv: list[str]) -> int:
     run.add_argument("--address", default=None, help="an existing Ray cluster ('auto', host:port)")
     run.add_argument("--csv", action="store_true", help="also write results.csv")
     run.add_argument("--no-progress", action="store_true")
+    tune = sub.add_parser("tune", help="tune every method with the same budget (Optuna)")
+    tune.add_argument("config")
+    tune.add_argument("--out", default=None)
     show = sub.add_parser("plan", help="list the cells of a grid and which are stored")
     show.add_argument("config")
     show.add_argument("--out", default=None)
@@ -42,6 +45,15 @@ def _bench(argv: list[str]) -> int:
             return 0
         config = bench.load_config(args.config)
         out = args.out or f"bench-results/{config.name}"
+        if args.command == "tune":
+            from forgetkit.bench.tuning import tune as run_tuning
+
+            best = run_tuning(config, out)
+            for scenario, methods in best.items():
+                for label, values in methods.items():
+                    print(f"{scenario:<16} {label:<12} {values}")
+            print(f"saved to {out}/tuned.json; `forgetkit bench run` uses it")
+            return 0
         if args.command == "plan":
             from forgetkit.bench.engine import stored_rows
 

@@ -188,3 +188,40 @@ def test_gold_standard_cells(tiny, tmp_path):
     assert gold["value"].between(0, 20).all()
     eps = df[(df["metric"] == "epsilon") & (df["method"] == "finetune")]
     assert len(eps) == len(engine._task(config, "class-3").forget_set)  # one row per example
+
+
+def test_tuning_gives_every_method_the_same_budget_resumes_and_is_reused(tiny, tmp_path):
+    import optuna
+
+    path = tmp_path / "tune.toml"
+    path.write_text(TINY + '\n[tune]\ntrials = 3\n[tune.space.finetune]\nlr = [0.001, 0.1, "log"]'
+                    '\n[tune.space.neggrad]\nlr = [0.00001, 0.01, "log"]\n')  # fmt: skip
+    config = bench.load_config(path)
+    out = tmp_path / "tuned"
+    from forgetkit.bench.tuning import load_tuned, tune
+
+    best = tune(config, out)
+    assert set(best) == {"class-3", "random-20"}
+    assert all(set(m) == {"finetune", "neggrad"} for m in best.values())
+    storage = f"sqlite:///{out / 'tuning.db'}"
+    names = optuna.get_all_study_names(storage)
+    assert all(len(optuna.load_study(study_name=n, storage=storage).trials) == 3 for n in names)
+    tune(config, out)  # resumes: the budget is already spent, no new trials
+    assert all(len(optuna.load_study(study_name=n, storage=storage).trials) == 3 for n in names)
+    assert load_tuned(out) == best
+    tuned = engine.replace(config, tuned=best)
+    cell = bench.Cell("method", "class-3", "finetune", 0)
+    assert engine.cell_key(tuned, cell) != engine.cell_key(config, cell)
+    assert engine.method_instance(tuned, "finetune", "class-3").hparams.lr == pytest.approx(
+        best["class-3"]["finetune"]["lr"]
+    )
+
+
+def test_tuning_space_errors_name_the_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY + "\n[tune.space.finetune]\nwarp = [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"tune.space.finetune.warp: not a hyperparameter"):
+        bench.load_config(path)
+    path.write_text(TINY + "\n[tune.space.finetune]\nlr = [0.1, 0.01]\n")
+    with pytest.raises(ConfigError, match=r"must be \[low, high\]"):
+        bench.load_config(path)

@@ -38,6 +38,7 @@ _SECTIONS = {
     "scenario": None,  # a list, checked per entry
     "methods": None,  # method -> hyperparameters, checked by the registry
     "gold": {"n_models", "scores"},
+    "tune": {"trials", "seed", "split_offset", "space"},
 }
 
 
@@ -72,7 +73,15 @@ class BenchConfig:
     scenarios: tuple[Scenario, ...]
     methods: tuple[MethodSpec, ...]
     gold: dict[str, Any] = field(default_factory=dict)
+    tune: dict[str, Any] = field(default_factory=dict)
+    tuned: dict[str, Any] = field(default_factory=dict)  # scenario -> label -> best values
     source: str = ""
+
+    def hyperparameters(self, label: str, scenario: str | None = None) -> dict[str, Any]:
+        """A method's hyperparameters in a scenario: the config's, then the tuned ones."""
+        spec = next(m for m in self.methods if m.label == label)
+        tuned = self.tuned.get(scenario, {}).get(label, {}) if scenario else {}
+        return {**spec.hyperparameters, **tuned}
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (what a worker process receives and what enters the cell keys)."""
@@ -82,6 +91,7 @@ class BenchConfig:
             "data": dict(self.data), "model": dict(self.model), "train": dict(self.train),
             "scenarios": [vars(s) for s in self.scenarios],
             "methods": [vars(m) for m in self.methods], "gold": dict(self.gold),
+            "tune": dict(self.tune), "tuned": dict(self.tuned),
         }  # fmt: skip
 
     @classmethod
@@ -89,7 +99,8 @@ class BenchConfig:
         return cls(
             d["name"], d["device"], d["threads"], tuple(d["seeds"]), tuple(d["oracle_seeds"]),
             d["data"], d["model"], d["train"], tuple(Scenario(**s) for s in d["scenarios"]),
-            tuple(MethodSpec(**m) for m in d["methods"]), d["gold"],
+            tuple(MethodSpec(**m) for m in d["methods"]), d["gold"], d.get("tune", {}),
+            d.get("tuned", {}),
         )  # fmt: skip
 
 
@@ -211,6 +222,7 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> BenchConfig:
     if bad:
         raise ConfigError(f"{where}: gold.scores must be a list from {list(GOLD_SCORES)}, "
                           f"got {scores!r}")  # fmt: skip
+    tune = _check_tune(dict(raw.get("tune", {})), {m.label: m.method for m in methods}, where)
     return BenchConfig(
         name=str(bench.get("name", "bench")),
         device=device,
@@ -223,5 +235,38 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> BenchConfig:
         scenarios=tuple(scenarios),
         methods=tuple(methods),
         gold=gold,
+        tune=tune,
         source=where,
     )
+
+
+def _check_tune(tune: dict[str, Any], methods: dict[str, str], where: str) -> dict[str, Any]:
+    """``[tune]``: trials, seed, split_offset and ``space.LABEL.NAME = [low, high(, "log")]``."""
+    import dataclasses
+
+    from forgetkit.methods.base import _REGISTRY
+
+    for key, default in (("trials", 8), ("seed", 0), ("split_offset", 1000)):
+        value = tune.setdefault(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (key == "trials"):
+            raise ConfigError(f"{where}: tune.{key} must be a non-negative integer"
+                              f"{' >= 1' if key == 'trials' else ''}, got {value!r}")  # fmt: skip
+    space = tune.setdefault("space", {})
+    for label, params in space.items():
+        if label not in methods:
+            raise ConfigError(f"{where}: tune.space.{label}: not a method of this config; "
+                              f"methods: {sorted(methods)}")  # fmt: skip
+        known = {f.name for f in dataclasses.fields(_REGISTRY[methods[label]].Hyperparameters)}
+        for name, spec in params.items():
+            if name not in known:
+                raise ConfigError(f"{where}: tune.space.{label}.{name}: not a hyperparameter "
+                                  f"of {methods[label]}; known: {sorted(known)}")  # fmt: skip
+            ok = (isinstance(spec, list) and len(spec) in (2, 3)
+                  and all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec[:2])
+                  and spec[0] < spec[1] and (len(spec) == 2 or spec[2] == "log")
+                  and not (len(spec) == 3 and spec[0] <= 0))  # fmt: skip
+            if not ok:
+                raise ConfigError(f"{where}: tune.space.{label}.{name} must be [low, high] or "
+                                  f"[low, high, \"log\"] with low < high (low > 0 for log), "
+                                  f"got {spec!r}")  # fmt: skip
+    return tune

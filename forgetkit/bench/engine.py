@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,8 @@ def cell_key(config: BenchConfig, cell: Cell) -> str:
 
     scenario = next(s for s in config.scenarios if s.name == cell.scenario)
     method = next((asdict(m) for m in config.methods if m.label == cell.method), None)
+    if method is not None:  # the hyperparameters the cell really uses (tuned ones included)
+        method["hyperparameters"] = config.hyperparameters(cell.method, cell.scenario)
     payload = {
         "cell": asdict(cell), "data": config.data, "model": config.model,
         "train": config.train, "scenario": asdict(scenario), "method": method,
@@ -200,11 +202,12 @@ def original_model(config: BenchConfig, task: Any, method: Any, seed: int, devic
                           hooks=method.training_hooks())  # fmt: skip
 
 
-def method_instance(config: BenchConfig, label: str):
+def method_instance(config: BenchConfig, label: str, scenario: str | None = None):
+    """The method of ``label``, with its tuned hyperparameters for ``scenario`` if any."""
     from forgetkit.methods import get_method
 
     spec = next(m for m in config.methods if m.label == label)
-    return get_method(spec.method, **spec.hyperparameters)
+    return get_method(spec.method, **config.hyperparameters(label, scenario))
 
 
 def unlearn_inputs(task: Any, method: Any) -> dict[str, Any]:
@@ -224,7 +227,7 @@ def _oracle_cell(config, cell, task, device) -> list[dict[str, Any]]:
 def _method_cell(config, cell, task, device) -> list[dict[str, Any]]:
     from forgetkit.metrics import evaluate
 
-    method = method_instance(config, cell.method)
+    method = method_instance(config, cell.method, cell.scenario)
     original = original_model(config, task, method, cell.seed, device)
     oracle = oracle_models(config, task, device)
     with peak_memory(device) as memory:
@@ -336,8 +339,12 @@ def run(
     address: str | None = None,
     progress: bool = True,
     csv: bool = False,
+    use_tuned: bool = True,
 ) -> pd.DataFrame:
     """Run every cell not stored yet in ``out_dir``, then write the results table.
+
+    With ``use_tuned`` and a ``tuned.json`` in ``out_dir`` (from ``forgetkit bench tune``),
+    each method runs with its tuned hyperparameters for each scenario.
 
     ``out_dir`` receives ``cells/`` (one file per finished cell), ``results.parquet`` (and
     ``results.csv`` with ``csv=True``) with the columns of :data:`COLUMNS`, and
@@ -352,6 +359,10 @@ def run(
         raise ValueError(f"address is for the ray executor, not {executor!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if use_tuned:
+        from forgetkit.bench.tuning import load_tuned
+
+        config = replace(config, tuned=load_tuned(out))
     start = time.perf_counter()
     cells = plan(config)
     keys = {cell: cell_key(config, cell) for cell in cells}

@@ -61,7 +61,7 @@ def _summary_rows(cell, split: str, name: str, values: np.ndarray) -> list[dict[
 def gold_cell(config, cell, task, device) -> list[dict[str, Any]]:
     n = config.gold["n_models"]
     scores = config.gold["scores"]
-    method = method_instance(config, cell.method)
+    method = method_instance(config, cell.method, cell.scenario)
     retrained = oracle_models(config, task, device, seeds=range(n))
     sets = _sets(task)
     extra = unlearn_inputs(task, method)
