@@ -225,3 +225,21 @@ def test_tuning_space_errors_name_the_key(tmp_path):
     path.write_text(TINY + "\n[tune.space.finetune]\nlr = [0.1, 0.01]\n")
     with pytest.raises(ConfigError, match=r"must be \[low, high\]"):
         bench.load_config(path)
+
+
+def test_ulira_evaluation_tells_a_method_that_leaves_a_trace(tiny, tmp_path):
+    from forgetkit.bench.engine import _dataset
+    from forgetkit.bench.gold import ulira_evaluation
+    from forgetkit.methods import get_method
+    from forgetkit.models import ModelConfig
+    from forgetkit.train import TrainConfig
+
+    data = _dataset("mnist", 300, 200, 0)
+    model_cfg = ModelConfig.for_data("logistic", data)
+    recipe = TrainConfig(epochs=8, lr=0.1)
+    # "Unlearning" that changes nothing: forgotten members keep their high margins.
+    nothing = get_method("finetune", epochs=0)
+    res = ulira_evaluation(nothing, data, model_cfg, recipe, n_shadows=16, forget_fraction=0.5,
+                           device="cpu")  # fmt: skip
+    assert res.accuracy > 0.6 and res.auc > 0.6
+    assert res.is_forgotten.any() and (~res.is_forgotten).any()

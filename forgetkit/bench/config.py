@@ -29,7 +29,7 @@ SCENARIO_KINDS: dict[str, tuple[str, ...]] = {  # kind -> its arguments besides 
     "identity": ("person",),
 }
 DATASETS = ("mnist", "olivetti", "cifar10", "cifar10-jpeg15k")
-GOLD_SCORES = ("forget_quality", "klom")
+GOLD_SCORES = ("forget_quality", "klom", "ulira")
 _SECTIONS = {
     "bench": {"name", "device", "threads", "seeds", "oracle_seeds"},
     "data": {"dataset", "train", "test", "seed"},
@@ -217,7 +217,7 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> BenchConfig:
             0 < n_models < 8):  # fmt: skip
         raise ConfigError(f"{where}: gold.n_models must be 0 (off) or an integer >= 8, got "
                           f"{n_models!r}")  # fmt: skip
-    scores = gold.setdefault("scores", list(GOLD_SCORES))
+    scores = gold.setdefault("scores", ["forget_quality", "klom"])  # U-LiRA when asked
     bad = sorted(set(scores) - set(GOLD_SCORES)) if isinstance(scores, list) else scores
     if bad:
         raise ConfigError(f"{where}: gold.scores must be a list from {list(GOLD_SCORES)}, "
