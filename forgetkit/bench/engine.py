@@ -347,7 +347,7 @@ def run(
     each method runs with its tuned hyperparameters for each scenario.
 
     ``out_dir`` receives ``cells/`` (one file per finished cell), ``results.parquet`` (and
-    ``results.csv`` with ``csv=True``) with the columns of :data:`COLUMNS`, and
+    ``results.csv`` with ``csv=True``) with the columns of ``COLUMNS``, and
     ``provenance.json`` (commit, versions, device, seconds per cell). Rerunning with the same
     config skips finished cells; a different config gets different keys.
     """

@@ -17,6 +17,7 @@ from forgetkit.metrics.divergence import activation_distance, js_divergence, l1_
 from forgetkit.metrics.gold import (
     ForgetQuality,
     ULiRAResult,
+    bucket_points,
     distribution_summary,
     forget_quality,
     klom,
@@ -62,6 +63,7 @@ __all__ = [
     "accuracy",
     "accuracy_from_logits",
     "activation_distance",
+    "bucket_points",
     "distribution_summary",
     "entropy",
     "error",

@@ -8,21 +8,22 @@ unlearning (Triantafillou et al., arXiv 2406.09073) found that only such tests s
 cheap attacks miss. Three are implemented, each from its official code (digested in the
 book's notes; the papers themselves could be read only in part):
 
-* :func:`forget_quality`, the NeurIPS 2023 challenge's epsilon-based score
+* :func:`~forgetkit.metrics.forget_quality`, the NeurIPS 2023 challenge's epsilon-based score
   (google-deepmind/unlearning_evaluation, ``metric.py``);
-* :func:`ulira`, the per-example likelihood-ratio attack of Hayes et al.
+* :func:`~forgetkit.metrics.ulira`, the per-example likelihood-ratio attack of Hayes et al.
   (arXiv 2403.01218), with LiRA's Gaussian fit (tensorflow/privacy ``mi_lira_2021``);
-* :func:`klom`, the binned KL divergence of margins of Georgiev et al. (arXiv 2410.23232),
-  as the EasyDUB benchmark computes it.
+* :func:`~forgetkit.metrics.klom`, the binned KL divergence of margins of Georgiev et al.
+  (arXiv 2410.23232), as the EasyDUB benchmark computes it.
 
-All three take the statistic of :func:`logit_margin` (LiRA's logit-scaled confidence, which
-is also KLOM's margin), as arrays of shape ``(models, examples)``. They are vectorised over
-examples and thresholds (sorted arrays and ``searchsorted``; no Python loop over examples
-or thresholds) and run on the CPU in seconds for the sizes a book chapter uses.
+All three take the statistic of :func:`~forgetkit.metrics.logit_margin` (LiRA's
+logit-scaled confidence, which is also KLOM's margin), as arrays of shape
+``(models, examples)``. They are vectorised over examples and thresholds (sorted arrays
+and ``searchsorted``; no Python loop over examples or thresholds) and run on the CPU in
+seconds for the sizes a book chapter uses.
 
 Small numbers of models limit what these scores can show; every function's docstring says
-how, and :func:`retrain_baseline` measures the floor by scoring one half of the retrained
-models against the other.
+how, and :func:`~forgetkit.metrics.retrain_baseline` measures the floor by scoring one half
+of the retrained models against the other.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def logit_margin(logits: Tensor | np.ndarray, labels: Tensor | np.ndarray) -> np
 
 
 def margins(models: Sequence[nn.Module], samples: Any, *, batch_size: int = 1024) -> np.ndarray:
-    """:func:`logit_margin` of every model on every sample: shape ``(models, samples)``."""
+    """:func:`~forgetkit.metrics.logit_margin` of every model on every sample, shape
+    ``(models, samples)``."""
     from forgetkit.data import Samples
 
     data = Samples.coerce(samples, "samples")
@@ -152,7 +154,8 @@ def per_example_epsilon(
     bound, capped at 50.
 
     ``unlearned`` and ``retrained`` have shape ``(models, examples)`` (e.g. from
-    :func:`margins` on the forget set). For each example the "positive" population is the one
+    :func:`~forgetkit.metrics.margins` on the forget set). For each example the "positive"
+    population is the one
     with the larger median; two families of tests are tried: one threshold (positive above
     it) over ``ceil(100 * range)`` values, and a window around the less spread population
     (``ceil(100 * span)`` right edges times 400 left edges). A population whose range is
@@ -163,7 +166,7 @@ def per_example_epsilon(
 
     With N models no finite epsilon above about ``ln(N - 1)`` can be observed, and
     identical populations still score well above 0 (the maximum over thousands of tail
-    thresholds): compare with :func:`retrain_baseline`.
+    thresholds): compare with :func:`~forgetkit.metrics.retrain_baseline`.
     """
     u, r = _pair(unlearned, retrained, ("unlearned", "retrained"))
     n = u.shape[1]
@@ -275,7 +278,8 @@ def forget_quality(
     ``unlearned`` / ``retrained``: the statistic on the forget set, ``(models, examples)``;
     the unlearned models are N runs of the method from *one* original (only the method's
     randomness varies), the retrained ones N trainings on the retain set. F is the mean of
-    :func:`bucket_points` over :func:`per_example_epsilon`; the score multiplies F by the
+    :func:`~forgetkit.metrics.bucket_points` over
+    :func:`~forgetkit.metrics.per_example_epsilon`; the score multiplies F by the
     ratio of mean retain accuracy (unlearned over retrained) and of mean test accuracy, each
     given as ``(unlearned accuracies, retrained accuracies)`` (ratios of 1 when omitted).
     A deterministic method scores F = 0 by construction (the peakiness guard).
@@ -318,7 +322,8 @@ def klom(
     equal to the joint maximum (``np.digitize`` puts them past the last bin; a population
     sitting entirely at the maximum then scores 0); the default counts them in the last bin.
     Disjoint populations saturate at about ``ln(1/eps)`` = 11.5; with few models the
-    estimate of identical populations is biased well above 0 (see :func:`retrain_baseline`).
+    estimate of identical populations is biased well above 0 (see
+    :func:`~forgetkit.metrics.retrain_baseline`).
     """
     u, o = _pair(unlearned, oracle, ("unlearned", "oracle"))
     if bins < 1:
