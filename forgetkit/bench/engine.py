@@ -1,0 +1,457 @@
+"""The benchmark grid: cells keyed by content, stored atomically, resumed, run anywhere.
+
+A run is a list of *cells*, each a pure function of the config and its own coordinates:
+
+* ``oracle``: one per scenario, the models retrained without the forget set (the
+  yardstick every other cell is scored against) and their own metric rows;
+* ``method``: one per scenario, method and seed: the original trained with that seed
+  (through the checkpoint cache, with the method's training hooks), unlearned with that
+  seed, scored against the oracle; its time (the unlearning alone, preprocessing such as a
+  Fisher pass included) and peak memory;
+* ``gold``: one per scenario and method when ``gold.n_models > 0``: the per-example
+  scores of :mod:`forgetkit.metrics.gold` over N unlearned and N retrained models, and
+  ``gold-floor``, the same scores of retraining against itself.
+
+Each cell's rows are written to ``cells/<key>.json`` (temporary file, then rename) when it
+finishes, so a run killed at any moment loses at most the cells in flight, and a rerun skips
+every stored cell. The engine only describes cells; executors run them: in this process,
+in a local process pool, or as Ray tasks. Each cell sets its own thread count, so the table
+does not depend on which executor ran it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forgetkit.bench.config import BenchConfig
+from forgetkit.cache import hash_payload
+
+BENCH_VERSION = 1  # bump when a change here changes what a cell computes
+COLUMNS = ("scenario", "method", "seed", "split", "metric", "value")
+EXECUTORS = ("inline", "process", "ray")
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: str  # "oracle", "method", "gold" or "gold-floor"
+    scenario: str
+    method: str = "retrain"  # a method label of the config
+    seed: int = 0
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.scenario}:{self.method}:{self.seed}"
+
+
+def plan(config: BenchConfig) -> list[Cell]:
+    """Every cell of a run, oracles first (method cells reuse their cached models)."""
+    cells = [Cell("oracle", s.name) for s in config.scenarios]
+    cells += [Cell("method", s.name, m.label, seed) for s in config.scenarios
+              for m in config.methods for seed in config.seeds]  # fmt: skip
+    if config.gold.get("n_models", 0):
+        cells += [Cell("gold-floor", s.name) for s in config.scenarios]
+        cells += [Cell("gold", s.name, m.label) for s in config.scenarios for m in config.methods]
+    return cells
+
+
+def cell_key(config: BenchConfig, cell: Cell) -> str:
+    """A content hash of everything the cell's rows depend on."""
+    import forgetkit
+
+    scenario = next(s for s in config.scenarios if s.name == cell.scenario)
+    method = next((asdict(m) for m in config.methods if m.label == cell.method), None)
+    if method is not None:  # the hyperparameters the cell really uses (tuned ones included)
+        method["hyperparameters"] = config.hyperparameters(cell.method, cell.scenario)
+    payload = {
+        "cell": asdict(cell), "data": config.data, "model": config.model,
+        "train": config.train, "scenario": asdict(scenario), "method": method,
+        "device": config.device.split(":")[0], "threads": config.threads,
+        "oracle_seeds": list(config.oracle_seeds), "gold": config.gold,
+        "version": BENCH_VERSION, "forgetkit": forgetkit.__version__,
+    }  # fmt: skip
+    return hash_payload(payload)[:24]
+
+
+# --------------------------------------------------------------------------- running one cell
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, train: int | None, test: int | None, seed: int):
+    from forgetkit.data import load_dataset
+
+    return load_dataset(name).subsample(train, test, seed=seed)
+
+
+def _task(config: BenchConfig, name: str):
+    from forgetkit import scenarios as sc
+
+    scenario = next(s for s in config.scenarios if s.name == name)
+    d = config.data
+    data = _dataset(d["dataset"], d.get("train"), d.get("test"), d.get("seed", 0))
+    a, seed = scenario.args, d.get("seed", 0)
+    if scenario.kind == "class":
+        return sc.forget_class(data, a["cls"], seed=seed)
+    if scenario.kind == "subclass":
+        return sc.forget_subclass(data, a["cls"], a["n"], seed=seed)
+    if scenario.kind == "random":
+        return sc.forget_random(data, a["n"], seed=seed)
+    return sc.forget_identity(data, a["person"], seed=seed)
+
+
+@contextlib.contextmanager
+def peak_memory(device: Any) -> Iterator[dict[str, float]]:
+    """Peak memory of a block, in MiB, above its level at the start: CUDA's allocator
+    statistics on a GPU, the process's resident memory sampled every 5 ms on a CPU."""
+    import torch
+
+    out: dict[str, float] = {}
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        yield out
+        torch.cuda.synchronize(device)
+        out["peak_mib"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        return
+    import psutil
+
+    proc, stop = psutil.Process(), threading.Event()
+    base = proc.memory_info().rss
+    peak = [base]
+
+    def sample() -> None:
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], proc.memory_info().rss)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        peak[0] = max(peak[0], proc.memory_info().rss)
+        out["peak_mib"] = (peak[0] - base) / 2**20
+
+
+def _rows(df: pd.DataFrame, scenario: str, label: str | None = None) -> list[dict[str, Any]]:
+    df = df.copy()
+    if label is not None:
+        df["method"] = label
+    df.insert(0, "scenario", scenario)
+    return df[list(COLUMNS)].to_dict("records")
+
+
+def run_cell(config: BenchConfig, cell: Cell) -> list[dict[str, Any]]:
+    """The rows of one cell (a pure function of the config and the cell)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from forgetkit.runtime import resolve_device
+
+    torch.set_num_threads(config.threads)
+    with threadpool_limits(config.threads):
+        task = _task(config, cell.scenario)
+        device = resolve_device(config.device)
+        if cell.kind == "oracle":
+            return _oracle_cell(config, cell, task, device)
+        if cell.kind == "method":
+            return _method_cell(config, cell, task, device)
+        from forgetkit.bench import gold as gold_cells
+
+        if cell.kind == "gold":
+            return gold_cells.gold_cell(config, cell, task, device)
+        if cell.kind == "gold-floor":
+            return gold_cells.floor_cell(config, cell, task, device)
+    raise ValueError(f"unknown cell kind {cell.kind!r}")
+
+
+def _recipe(config: BenchConfig, task: Any):
+    from forgetkit.models import ModelConfig
+    from forgetkit.train import TrainConfig
+
+    return (ModelConfig.for_data(config.model["name"], task, **config.model["options"]),
+            TrainConfig(**config.train))  # fmt: skip
+
+
+def oracle_models(config: BenchConfig, task: Any, device: Any, seeds: Sequence[int] | None = None):
+    from forgetkit.train import retrain
+
+    model_cfg, train_cfg = _recipe(config, task)
+    seeds = tuple(config.oracle_seeds if seeds is None else seeds)
+    return retrain(task, model_cfg, train_cfg, seeds=seeds, device=device)
+
+
+def original_model(config: BenchConfig, task: Any, method: Any, seed: int, device: Any):
+    from forgetkit.train import train_original
+
+    model_cfg, train_cfg = _recipe(config, task)
+    return train_original(task, model_cfg, train_cfg, seed=seed, device=device,
+                          hooks=method.training_hooks())  # fmt: skip
+
+
+def method_instance(config: BenchConfig, label: str, scenario: str | None = None):
+    """The method of ``label``, with its tuned hyperparameters for ``scenario`` if any."""
+    from forgetkit.methods import get_method
+
+    spec = next(m for m in config.methods if m.label == label)
+    return get_method(spec.method, **config.hyperparameters(label, scenario))
+
+
+def unlearn_inputs(task: Any, method: Any) -> dict[str, Any]:
+    """Every input the method declares, taken from the task (non-members: the held-out set,
+    validation: the test set), as keyword arguments of ``unlearn``."""
+    given = {"nonmember": task.heldout_set, "validation": task.test_set}
+    return {k: v for k, v in given.items() if k in method.needs | method.uses}
+
+
+def _oracle_cell(config, cell, task, device) -> list[dict[str, Any]]:
+    from forgetkit.metrics import evaluate
+
+    oracle = oracle_models(config, task, device)
+    return _rows(evaluate({}, task, oracle, device=device), cell.scenario)
+
+
+def _method_cell(config, cell, task, device) -> list[dict[str, Any]]:
+    from forgetkit.metrics import evaluate
+
+    method = method_instance(config, cell.method, cell.scenario)
+    original = original_model(config, task, method, cell.seed, device)
+    oracle = oracle_models(config, task, device)
+    with peak_memory(device) as memory:
+        result = method.unlearn(original, task.forget_set, task.retain_set, device=device,
+                                seed=cell.seed, **unlearn_inputs(task, method))  # fmt: skip
+    df = evaluate({cell.method: result}, task, oracle, device=device)
+    df = df[df["method"] == cell.method].assign(seed=cell.seed)
+    rows = _rows(df, cell.scenario)
+    peak = float(memory["peak_mib"])
+    rows.append({"scenario": cell.scenario, "method": cell.method, "seed": cell.seed,
+                 "split": "-", "metric": "peak_mib", "value": peak})  # fmt: skip
+    return rows
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    text = json.dumps(payload, allow_nan=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def stored_rows(out_dir: Path, key: str) -> list[dict[str, Any]] | None:
+    """A finished cell's rows, or ``None`` when absent or not a complete, matching record."""
+    path = Path(out_dir) / "cells" / f"{key}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("key") != key or "rows" not in record:
+        return None
+    return record["rows"]
+
+
+def execute_and_store(config_dict: dict[str, Any], cell_dict: dict[str, Any],
+                      out_dir: str) -> str:  # fmt: skip
+    """Run one cell and store its rows; the function every executor calls (picklable)."""
+    config, cell = BenchConfig.from_dict(config_dict), Cell(**cell_dict)
+    key = cell_key(config, cell)
+    start = time.perf_counter()
+    rows = run_cell(config, cell)
+    record = {"key": key, "cell": cell_dict, "seconds": time.perf_counter() - start,
+              "rows": rows}  # fmt: skip
+    _write_json_atomic(Path(out_dir) / "cells" / f"{key}.json", record)
+    return key
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def _inline(jobs: list[tuple], workers: int, address: str | None, device: str) -> Iterable[str]:
+    for job in jobs:
+        yield execute_and_store(*job)
+
+
+def _process(jobs: list[tuple], workers: int, address: str | None, device: str) -> Iterable[str]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(execute_and_store, *job) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _ray(jobs: list[tuple], workers: int, address: str | None, device: str) -> Iterable[str]:
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError(
+            "the ray executor needs Ray: pip install 'forgetkit[distributed]'"
+        ) from None
+    started = not ray.is_initialized()
+    if started:
+        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
+        ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+    try:
+        gpus = 1 if device.startswith("cuda") else 0
+        task = ray.remote(num_cpus=1, num_gpus=gpus)(execute_and_store)
+        pending = [task.remote(*job) for job in jobs]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+_EXECUTORS: dict[str, Callable[..., Iterable[str]]] = {
+    "inline": _inline, "process": _process, "ray": _ray}  # fmt: skip
+
+
+def run(
+    config: BenchConfig,
+    out_dir: str | Path,
+    *,
+    executor: str = "inline",
+    workers: int = 1,
+    address: str | None = None,
+    progress: bool = True,
+    csv: bool = False,
+    use_tuned: bool = True,
+) -> pd.DataFrame:
+    """Run every cell not stored yet in ``out_dir``, then write the results table.
+
+    With ``use_tuned`` and a ``tuned.json`` in ``out_dir`` (from ``forgetkit bench tune``),
+    each method runs with its tuned hyperparameters for each scenario.
+
+    ``out_dir`` receives ``cells/`` (one file per finished cell), ``results.parquet`` (and
+    ``results.csv`` with ``csv=True``) with the columns of ``COLUMNS``, and
+    ``provenance.json`` (commit, versions, device, seconds per cell). Rerunning with the same
+    config skips finished cells; a different config gets different keys.
+    """
+    if executor not in _EXECUTORS:
+        raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if address is not None and executor != "ray":
+        raise ValueError(f"address is for the ray executor, not {executor!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if use_tuned:
+        from forgetkit.bench.tuning import load_tuned
+
+        config = replace(config, tuned=load_tuned(out))
+    start = time.perf_counter()
+    cells = plan(config)
+    keys = {cell: cell_key(config, cell) for cell in cells}
+    todo = [c for c in cells if stored_rows(out, keys[c]) is None]
+    config_dict = config.as_dict()
+    jobs = [(config_dict, asdict(c), str(out)) for c in todo]
+    finished = _EXECUTORS[executor](jobs, workers, address, config.device)
+    if progress:
+        from tqdm.auto import tqdm
+
+        finished = tqdm(finished, total=len(jobs), desc=f"bench {config.name}")
+    for _ in finished:
+        pass
+    return collect(config, out, seconds=time.perf_counter() - start, skipped=len(cells) - len(todo),
+                   executor=executor, csv=csv)  # fmt: skip
+
+
+def collect(config: BenchConfig, out_dir: str | Path, *, seconds: float = 0.0, skipped: int = 0,
+            executor: str = "inline", csv: bool = False) -> pd.DataFrame:  # fmt: skip
+    """Gather the stored cells of ``config`` into one table and write it, with provenance."""
+    from forgetkit.provenance import Provenance
+
+    out = Path(out_dir)
+    rows, cell_seconds, missing = [], {}, []
+    for cell in plan(config):
+        key = cell_key(config, cell)
+        stored = stored_rows(out, key)
+        if stored is None:
+            missing.append(cell.describe())
+            continue
+        rows += stored
+        cell_seconds[cell.describe()] = json.loads((out / "cells" / f"{key}.json").read_text())[
+            "seconds"
+        ]
+    if missing:
+        raise RuntimeError(f"{len(missing)} cell(s) have no stored result: {missing[:5]}")
+    df = pd.DataFrame(rows, columns=list(COLUMNS)).astype(
+        {"scenario": str, "method": str, "seed": int, "split": str, "metric": str, "value": float}
+    )
+    _write_frame(df, out / "results.parquet")
+    if csv:
+        _write_frame(df, out / "results.csv")
+    provenance = Provenance.collect(config.name, config.device, config.seeds, seconds,
+                                    executor=executor, skipped_cells=skipped,
+                                    cell_seconds=cell_seconds, config=config.as_dict())  # fmt: skip
+    _write_json_atomic(out / "provenance.json", provenance.as_dict())
+    return df
+
+
+def _write_frame(df: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_results(out_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The results table and the provenance record of a finished run."""
+    out = Path(out_dir)
+    if not (out / "results.parquet").exists():
+        raise FileNotFoundError(f"no results.parquet in {out}: run `forgetkit bench run` first")
+    return pd.read_parquet(out / "results.parquet"), json.loads(
+        (out / "provenance.json").read_text()
+    )
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% interval (t distribution over seeds) of every metric, per scenario,
+    method, split and metric, with the oracle's mean beside it and the gap to it."""
+    from scipy import stats
+
+    def interval(v: pd.Series) -> pd.Series:
+        v = v.dropna()
+        n = len(v)
+        half = (stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+        return pd.Series({"mean": v.mean() if n else np.nan, "ci95": half, "n": n})
+
+    keys = ["scenario", "split", "metric"]
+    table = df.groupby([*keys, "method"], sort=False)["value"].apply(interval).unstack()
+    table = table.reset_index()
+    oracle = table[table["method"] == "retrain"][[*keys, "mean"]].rename(
+        columns={"mean": "oracle_mean"})  # fmt: skip
+    table = table.merge(oracle, on=keys, how="left")
+    table["gap"] = table["mean"] - table["oracle_mean"]
+    return table

@@ -1,0 +1,194 @@
+"""The gold-standard cells of the benchmark: many models per method, scored per example.
+
+For a scenario and a method, with N = ``gold.n_models``:
+
+* **forget quality** (the NeurIPS 2023 challenge): N unlearning runs of the method from
+  *one* original (seed 0; only the method's randomness varies) against N models retrained
+  on the retain set, scored by :func:`forgetkit.metrics.forget_quality`, with its retain
+  and test accuracy ratios;
+* **KLOM** (Georgiev et al.): N originals of different seeds, each unlearned once, against
+  the same N retrained models, scored per example on the forget, retain and test sets;
+* **U-LiRA** (Hayes et al.; asked for with ``scores = [..., "ulira"]``, on random-forgetting
+  scenarios only): N shadow runs and a target run on random halves, see
+  :func:`ulira_evaluation`.
+
+Every model trains through the checkpoint cache, so a second method scored against the same
+retrained models retrains nothing. The ``gold-floor`` cell scores retraining against itself
+(one half of the retrained models against the other), the floor a perfect method reaches
+with this many models; it is reported next to every method. With N = 16 to 64 these scores
+separate a method that leaves a trace from one that does not, but not a good method from a
+mediocre one: compare with the floor, and read the per-example spread, not only the mean.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from forgetkit.bench.engine import (
+    method_instance,
+    oracle_models,
+    original_model,
+    unlearn_inputs,
+)
+from forgetkit.metrics import accuracy, distribution_summary, forget_quality, klom, margins
+from forgetkit.metrics.gold import ULiRAResult, retrain_baseline, ulira
+
+SPLITS = ("forget", "retain", "test")
+RETAIN_SAMPLE = 500  # KLOM on a fixed sample of the retain set, to bound its cost
+# U-LiRA's shadow runs forget half of their training half, so that with N = 16 to 64 shadows
+# every example has several IN and OUT values (at the papers' small fractions it would need
+# hundreds of shadows); the per-example test stays the same.
+ULIRA_FORGET_FRACTION = 0.5
+
+
+def _retain_sample(task: Any):
+    n = len(task.retain_set)
+    idx = np.random.default_rng(0).choice(n, size=min(n, RETAIN_SAMPLE), replace=False)
+    return task.retain_set.subset(np.sort(idx))
+
+
+def _sets(task: Any) -> dict[str, Any]:
+    return {"forget": task.forget_set, "retain": _retain_sample(task), "test": task.test_set}
+
+
+def _row(cell, split: str, metric: str, value: float, seed: int = 0) -> dict[str, Any]:
+    return {"scenario": cell.scenario, "method": cell.method, "seed": seed, "split": split,
+            "metric": metric, "value": float(value)}  # fmt: skip
+
+
+def _summary_rows(cell, split: str, name: str, values: np.ndarray) -> list[dict[str, Any]]:
+    rows = [_row(cell, split, f"{name}_{k}", v) for k, v in distribution_summary(values).items()]
+    # The per-example values themselves, one row each (seed = the example's position).
+    rows += [_row(cell, split, name, v, seed=i) for i, v in enumerate(values)]
+    return rows
+
+
+def gold_cell(config, cell, task, device) -> list[dict[str, Any]]:
+    n = config.gold["n_models"]
+    scores = config.gold["scores"]
+    method = method_instance(config, cell.method, cell.scenario)
+    retrained = oracle_models(config, task, device, seeds=range(n))
+    sets = _sets(task)
+    extra = unlearn_inputs(task, method)
+    rows: list[dict[str, Any]] = []
+    if "forget_quality" in scores:
+        original = original_model(config, task, method, 0, device)
+        runs = [method.unlearn(original, task.forget_set, task.retain_set, device=device,
+                               seed=i, **extra).model for i in range(n)]  # fmt: skip
+        fq = forget_quality(
+            margins(runs, task.forget_set),
+            margins(retrained, task.forget_set),
+            retain_accuracy=([accuracy(m, task.retain_set) for m in runs],
+                             [accuracy(m.model, task.retain_set) for m in retrained]),
+            test_accuracy=([accuracy(m, task.test_set) for m in runs],
+                           [accuracy(m.model, task.test_set) for m in retrained]),
+        )  # fmt: skip
+        rows += [_row(cell, "forget", "forget_quality", fq.quality),
+                 _row(cell, "forget", "forget_score", fq.score)]  # fmt: skip
+        rows += _summary_rows(cell, "forget", "epsilon", fq.epsilons)
+    kind = next(s.kind for s in config.scenarios if s.name == cell.scenario)
+    if "ulira" in scores and kind == "random":  # defined for random forget sets only
+        data = _task_data(config)
+        model_cfg, train_cfg = _recipe_for(config, task)
+        res = ulira_evaluation(method, data, model_cfg, train_cfg, n_shadows=n,
+                               forget_fraction=ULIRA_FORGET_FRACTION, device=device)  # fmt: skip
+        rows += [_row(cell, "forget", "ulira_accuracy", res.accuracy),
+                 _row(cell, "forget", "ulira_auc", res.auc),
+                 _row(cell, "forget", "ulira_tpr_at_0.1pct_fpr", res.tpr_at_low_fpr)]  # fmt: skip
+    if "klom" in scores:
+        unlearned = []
+        for i in range(n):
+            original = original_model(config, task, method, i, device)
+            unlearned.append(method.unlearn(original, task.forget_set, task.retain_set,
+                                            device=device, seed=i, **extra).model)  # fmt: skip
+        for split, data in sets.items():
+            values = klom(margins(unlearned, data), margins(retrained, data))
+            rows += _summary_rows(cell, split, "klom", values)
+    return rows
+
+
+def floor_cell(config, cell, task, device) -> list[dict[str, Any]]:
+    n = config.gold["n_models"]
+    retrained = oracle_models(config, task, device, seeds=range(n))
+    rows: list[dict[str, Any]] = []
+    if "forget_quality" in config.gold["scores"]:
+        eps = retrain_baseline(margins(retrained, task.forget_set), "epsilon")
+        from forgetkit.metrics.gold import bucket_points
+
+        rows.append(_row(cell, "forget", "forget_quality", bucket_points(eps, n // 2).mean()))
+        rows += _summary_rows(cell, "forget", "epsilon", eps)
+    if "klom" in config.gold["scores"]:
+        for split, data in _sets(task).items():
+            rows += _summary_rows(cell, split, "klom",
+                                  retrain_baseline(margins(retrained, data), "klom"))  # fmt: skip
+    return rows
+
+
+def _task_data(config):
+    from forgetkit.bench.engine import _dataset
+
+    d = config.data
+    return _dataset(d["dataset"], d.get("train"), d.get("test"), d.get("seed", 0))
+
+
+def _recipe_for(config, task):
+    from forgetkit.bench.engine import _recipe
+
+    return _recipe(config, task)
+
+
+def ulira_evaluation(
+    method: Any,
+    data: Any,
+    model_config: Any,
+    train_config: Any,
+    *,
+    n_shadows: int = 16,
+    forget_fraction: float = 0.1,
+    seed: int = 0,
+    device: Any = None,
+) -> ULiRAResult:
+    """U-LiRA for one method, from scratch: ``n_shadows`` shadow runs and one target run.
+
+    Run k trains an original on a random half of ``data.train`` (seeded by ``seed + k``),
+    forgets a random ``forget_fraction`` of that half with ``method`` and keeps the unlearned
+    model's :func:`~forgetkit.metrics.logit_margin` on every pool example; the last run is
+    the target, the others the shadows of :func:`~forgetkit.metrics.ulira`. Every original
+    trains through the checkpoint cache. An accuracy near 0.5 means the method's forgotten
+    examples cannot be told from never-seen ones with this many shadows.
+    """
+    from dataclasses import replace
+
+    from forgetkit.scenarios import forget_indices
+    from forgetkit.train import train_original
+
+    if n_shadows < 4:
+        raise ValueError(f"n_shadows must be at least 4, got {n_shadows}")
+    if not 0 < forget_fraction < 1:
+        raise ValueError(f"forget_fraction must lie in (0, 1), got {forget_fraction}")
+    pool = len(data.train)
+    values, forgotten, out = [], [], []
+    for k in range(n_shadows + 1):
+        rng = np.random.default_rng([seed, k])
+        half = np.sort(rng.choice(pool, size=pool // 2, replace=False))
+        chosen = rng.choice(half.size, size=max(1, int(forget_fraction * half.size)),
+                            replace=False)  # fmt: skip
+        sub = replace(data, train=data.train.subset(half))
+        task = forget_indices(sub, chosen, seed=seed)
+        original = train_original(task, model_config, train_config, seed=seed + k,
+                                  device=device, hooks=method.training_hooks())  # fmt: skip
+        extra = unlearn_inputs(task, method)
+        model = method.unlearn(original, task.forget_set, task.retain_set, device=device,
+                               seed=k, **extra).model  # fmt: skip
+        values.append(margins([model], data.train)[0])
+        f = np.zeros(pool, dtype=bool)
+        f[half[chosen]] = True
+        o = np.ones(pool, dtype=bool)
+        o[half] = False
+        forgotten.append(f)
+        out.append(o)
+    v, fin, fout = np.stack(values), np.stack(forgotten), np.stack(out)
+    return ulira(v[:-1], fin[:-1], fout[:-1], v[-1], fin[-1], fout[-1],
+                 fix_variance=n_shadows < 64)  # fmt: skip

@@ -1,0 +1,245 @@
+"""The benchmark engine: config checks, the grid, resume after a kill, and the executors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forgetkit import bench
+from forgetkit.bench import engine
+from forgetkit.bench.config import ConfigError
+
+pytestmark = pytest.mark.slow
+
+TINY = """
+[bench]
+name = "tiny"
+seeds = [0, 1]
+oracle_seeds = [0, 1]
+
+[data]
+dataset = "mnist"
+train = 300
+test = 200
+
+[model]
+name = "logistic"
+
+[train]
+epochs = 2
+lr = 0.1
+
+[[scenario]]
+name = "class-3"
+kind = "class"
+cls = 3
+
+[[scenario]]
+name = "random-20"
+kind = "random"
+n = 20
+
+[methods.finetune]
+epochs = 1
+[methods.neggrad]
+epochs = 1
+lr = 0.001
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("FORGETKIT_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    keys = ["scenario", "method", "seed", "split", "metric"]
+    return df.sort_values(keys).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (("[model]", "[modle]"), r"unknown key\(s\) \['modle'\] in \[top level\]"),
+        (('name = "logistic"', 'name = "resnet"'), r"model.name must be one of .*'logistic'"),
+        (("[methods.neggrad]", "[methods.nope]"), r"unknown method 'nope'.*available: \["),
+        (("epochs = 1\n[methods.neggrad]", "epochs = 1\nwarp = 2\n[methods.neggrad]"),
+         r"methods.finetune: .*unknown hyperparameter\(s\) \['warp'\]"),
+        (('kind = "random"', 'kind = "noise"'), r"kind must be one of \['class', "),
+        (("n = 20", "m = 20"), r"unknown key\(s\) \['m'\] in \[scenario random-20\]"),
+        (("lr = 0.1", 'lr = "fast"'), r"\[train\]"),
+        (("seeds = [0, 1]\n", "seeds = [0, 0]\n"), "bench.seeds has duplicates"),
+        (("[methods.finetune]", "[methods.retrain]"), "retraining is the oracle"),
+        (("[bench]", "[bench"), "not valid TOML"),
+    ],
+)  # fmt: skip
+def test_config_errors_name_the_key_and_the_allowed_values(tmp_path, edit, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY.replace(*edit, 1))
+    with pytest.raises(ConfigError, match=match):
+        bench.load_config(path)
+
+
+def test_shipped_configs_load():
+    for name in ("ci", "paper"):
+        config = bench.load_config(name)
+        assert config.name == name and config.scenarios and config.methods
+
+
+def test_unknown_config_names_the_shipped_ones():
+    with pytest.raises(ConfigError, match=r"neither a file nor a shipped config \['ci', 'paper'\]"):
+        bench.load_config("nightly")
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def test_grid_runs_resumes_and_writes_a_tidy_table(tiny, tmp_path, monkeypatch):
+    config = bench.load_config(tiny)
+    out = tmp_path / "out"
+    df = bench.run(config, out, progress=False, csv=True)
+    assert list(df.columns) == list(bench.COLUMNS)
+    cells = bench.plan(config)
+    assert len(cells) == 2 + 2 * 2 * 2  # oracles, then scenario x method x seed
+    assert len(list((out / "cells").glob("*.json"))) == len(cells)
+    assert set(df["method"]) == {"retrain", "finetune", "neggrad"}
+    assert (df[df["metric"] == "peak_mib"]["method"] != "retrain").all()
+    assert (out / "results.parquet").exists() and (out / "results.csv").exists()
+    provenance = (out / "provenance.json").read_text()
+    assert '"profile": "tiny"' in provenance and "cell_seconds" in provenance
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a stored cell ran again")
+
+    monkeypatch.setattr(engine, "run_cell", boom)
+    again = bench.run(config, out, progress=False)
+    pd.testing.assert_frame_equal(_sorted(again), _sorted(df))
+
+
+def test_results_do_not_depend_on_the_executor(tiny, tmp_path):
+    config = bench.load_config(tiny)
+    inline = bench.run(config, tmp_path / "inline", progress=False)
+    pool = bench.run(config, tmp_path / "pool", executor="process", workers=2, progress=False)
+    volatile = inline["metric"].isin(["seconds", "peak_mib"])
+    pd.testing.assert_frame_equal(_sorted(pool[~volatile]), _sorted(inline[~volatile]))
+
+
+def test_ray_executor_gives_the_same_table(tiny, tmp_path):
+    pytest.importorskip("ray")
+    config = bench.load_config(tiny)
+    inline = bench.run(config, tmp_path / "inline", progress=False)
+    on_ray = bench.run(config, tmp_path / "ray", executor="ray", workers=2, progress=False)
+    volatile = inline["metric"].isin(["seconds", "peak_mib"])
+    pd.testing.assert_frame_equal(_sorted(on_ray[~volatile]), _sorted(inline[~volatile]))
+
+
+def test_a_killed_run_resumes_without_losing_or_repeating_cells(tiny, tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "forgetkit", "bench", "run", str(tiny), "--out", str(out),
+           "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(out.glob("cells/*.json"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = len(list(out.glob("cells/*.json")))
+    config = bench.load_config(tiny)
+    assert 3 <= stored < len(bench.plan(config)), "the run was not killed halfway"
+    assert not (out / "results.parquet").exists()
+    resumed = bench.run(config, out, progress=False)
+    fresh = bench.run(config, tmp_path / "fresh", progress=False)
+    volatile = fresh["metric"].isin(["seconds", "peak_mib"])
+    pd.testing.assert_frame_equal(_sorted(resumed[~volatile]), _sorted(fresh[~volatile]))
+    assert not list(out.glob("cells/.*.tmp")), "a half-written cell file was left behind"
+
+
+def test_the_command_line_reports_config_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace("[methods.neggrad]", "[methods.nope]"))
+    result = subprocess.run([sys.executable, "-m", "forgetkit", "bench", "run", str(bad)],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert "unknown method 'nope'" in result.stderr
+
+
+def test_gold_standard_cells(tiny, tmp_path):
+    path = tmp_path / "gold.toml"
+    text = TINY.replace('[[scenario]]\nname = "random-20"\nkind = "random"\nn = 20\n', "")
+    path.write_text(text + "\n[gold]\nn_models = 8\n")
+    config = bench.load_config(path)
+    df = bench.run(config, tmp_path / "gold", progress=False)
+    gold = df[df["metric"].isin(["forget_quality", "klom_p95"])]
+    assert set(gold["method"]) == {"retrain", "finetune", "neggrad"}  # floor rows as retrain
+    assert gold["value"].between(0, 20).all()
+    eps = df[(df["metric"] == "epsilon") & (df["method"] == "finetune")]
+    assert len(eps) == len(engine._task(config, "class-3").forget_set)  # one row per example
+
+
+def test_tuning_gives_every_method_the_same_budget_resumes_and_is_reused(tiny, tmp_path):
+    import optuna
+
+    path = tmp_path / "tune.toml"
+    path.write_text(TINY + '\n[tune]\ntrials = 3\n[tune.space.finetune]\nlr = [0.001, 0.1, "log"]'
+                    '\n[tune.space.neggrad]\nlr = [0.00001, 0.01, "log"]\n')  # fmt: skip
+    config = bench.load_config(path)
+    out = tmp_path / "tuned"
+    from forgetkit.bench.tuning import load_tuned, tune
+
+    best = tune(config, out)
+    assert set(best) == {"class-3", "random-20"}
+    assert all(set(m) == {"finetune", "neggrad"} for m in best.values())
+    storage = f"sqlite:///{out / 'tuning.db'}"
+    names = optuna.get_all_study_names(storage)
+    assert all(len(optuna.load_study(study_name=n, storage=storage).trials) == 3 for n in names)
+    tune(config, out)  # resumes: the budget is already spent, no new trials
+    assert all(len(optuna.load_study(study_name=n, storage=storage).trials) == 3 for n in names)
+    assert load_tuned(out) == best
+    tuned = engine.replace(config, tuned=best)
+    cell = bench.Cell("method", "class-3", "finetune", 0)
+    assert engine.cell_key(tuned, cell) != engine.cell_key(config, cell)
+    assert engine.method_instance(tuned, "finetune", "class-3").hparams.lr == pytest.approx(
+        best["class-3"]["finetune"]["lr"]
+    )
+
+
+def test_tuning_space_errors_name_the_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY + "\n[tune.space.finetune]\nwarp = [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"tune.space.finetune.warp: not a hyperparameter"):
+        bench.load_config(path)
+    path.write_text(TINY + "\n[tune.space.finetune]\nlr = [0.1, 0.01]\n")
+    with pytest.raises(ConfigError, match=r"must be \[low, high\]"):
+        bench.load_config(path)
+
+
+def test_ulira_evaluation_tells_a_method_that_leaves_a_trace(tiny, tmp_path):
+    from forgetkit.bench.engine import _dataset
+    from forgetkit.bench.gold import ulira_evaluation
+    from forgetkit.methods import get_method
+    from forgetkit.models import ModelConfig
+    from forgetkit.train import TrainConfig
+
+    data = _dataset("mnist", 300, 200, 0)
+    model_cfg = ModelConfig.for_data("logistic", data)
+    recipe = TrainConfig(epochs=8, lr=0.1)
+    # "Unlearning" that changes nothing: forgotten members keep their high margins.
+    nothing = get_method("finetune", epochs=0)
+    res = ulira_evaluation(nothing, data, model_cfg, recipe, n_shadows=16, forget_fraction=0.5,
+                           device="cpu")  # fmt: skip
+    assert res.accuracy > 0.6 and res.auc > 0.6
+    assert res.is_forgotten.any() and (~res.is_forgotten).any()
