@@ -104,8 +104,12 @@ def test_wheel_carries_the_package_and_nothing_else(dist):
     info = f"forgetkit-{forgetkit.__version__}.dist-info/"
     outside = [n for n in names if not n.startswith(("forgetkit/", info))]
     assert outside == [], f"files outside the package: {outside}"
-    not_code = [n for n in names if n.startswith("forgetkit/") and not n.endswith(".py")]
+    # Python modules, and the benchmark configs shipped as package data; nothing else.
+    not_code = [n for n in names if n.startswith("forgetkit/") and not n.endswith(".py")
+                and not re.fullmatch(r"forgetkit/bench/configs/\w+\.toml", n)]  # fmt: skip
     assert not_code == [], f"book files, data or checkpoints in the wheel: {not_code}"
+    configs = {p.relative_to(ROOT).as_posix() for p in (ROOT / "forgetkit").rglob("*.toml")}
+    assert configs <= set(names), f"benchmark configs missing from the wheel: {configs}"
     for banned in ("book/", "tests/", "scripts/", ".ipynb", ".npz", ".safetensors", "_build"):
         assert not [n for n in names if banned in n], f"{banned} in the wheel"
     # every module of the package made it in
