@@ -9,6 +9,7 @@ for the mnemonic-code method) without a training loop of its own.
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -226,7 +227,7 @@ def train_model(
         raise TypeError(f"{desc}: model_config must be a ModelConfig, got {model_config!r}")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"{desc}: config must be a TrainConfig, got {config!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{desc}: seed must be an int, got {seed!r} ({type(seed).__name__})")
     run_seed = derive_seed(seed, stream)
     data = Samples.coerce(data, "training data")

@@ -17,7 +17,7 @@ input                     who needs it
 ``validation``            L-CODEC: a validation set for its revert check
 ``record``                training-time artifacts: L-CODEC's saved gradients and training
                           size, the mnemonic codes of the mnemonic-code method, Forsaken's
-                          membership oracle
+                          membership oracle; the original's recipe (retrain)
 ========================  ============================================================
 
 Some methods also need something from *training* time (L-CODEC's saved gradients, the
@@ -32,12 +32,19 @@ benchmark, a test over :func:`available_methods`) can drive any of them by name:
 methods); passing the :class:`~forgetkit.train.TrainedModel` itself to ``unlearn`` fills the
 ``record`` through :meth:`UnlearningMethod.record_from` (the hooks' artifacts and the
 original's recipe). ``record=`` passed explicitly overrides keys of that record.
+:meth:`UnlearningMethod.check_inputs` says whether a method can run on the inputs a caller
+has; ``unlearn`` and the NeurIPS adapter both ask it.
+
+Hyperparameters are declared per field with :func:`forgetkit.validation.param` (type and
+range) and checked by one mechanism (:mod:`forgetkit.validation`), shared with
+:class:`~forgetkit.train.TrainConfig`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
@@ -194,6 +201,17 @@ class UnlearningMethod(ABC):
         :class:`~forgetkit.data.Samples`, ``(x, y)`` pairs, ``TensorDataset`` s or
         ``DataLoader`` s. The seconds returned cover the unlearning alone: validation,
         copying and data transfer happen before the clock starts.
+
+        Checked first, in this order, each with an error naming what is wrong: the input
+        model (finite weights of one dtype, float32 or float64: the data are cast to it, so
+        float64 works end to end; half precision is refused), the inputs the method needs
+        (:meth:`check_inputs`), each set's shape against the model (and against the
+        record's ``model_config``) and its labels against the model's outputs, and that the
+        retain set holds no sample of the forget set (same input bits and label). After
+        the run, ``details["utility"]`` compares the input and the unlearned model on up to
+        256 retain (else validation) samples and their weight norms; a collapse (accuracy
+        down to the majority-class level, or weights grown tenfold) sets ``collapsed`` and
+        warns with a :class:`UtilityWarning`.
         """
         if isinstance(model, TrainedModel):
             record = {**self.record_from(model), **(record or {})}
@@ -202,6 +220,9 @@ class UnlearningMethod(ABC):
             raise TypeError(f"{self.name}: model must be a torch.nn.Module, got "
                             f"{type(model).__name__}")  # fmt: skip
         dtype = check_model(model, self.name)  # a broken input is the caller's, not the method's
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"{self.name}: seed must be an int, got {seed!r} "
+                            f"({type(seed).__name__})")  # fmt: skip
         dev = resolve_device(device)
         given = {"forget": forget, "retain": retain, "nonmember": nonmember,
                  "validation": validation, "record": record}  # fmt: skip
