@@ -192,6 +192,10 @@ def test_retrain_refuses_to_guess_a_recipe(task):
     )
     assert result.details["initialised"] == "reinitialize"
     assert float((result.model(task.forget_set.x).argmax(1) == 0).float().mean()) == 0.0
+    with pytest.raises(TypeError, match=r"retrain: record\['train_config'\] must be a TrainConfig"):
+        fk.get_method("retrain").unlearn(
+            original.model, task.forget_set, task.retain_set, record={"train_config": {}}
+        )
     with pytest.raises(TypeError, match="retrain: train_config must be a TrainConfig"):
         fk.get_method("retrain", train_config={"epochs": 3})
     wrong = fk.ModelConfig("mlp", (1, 6, 6), 3, {"hidden": 8})

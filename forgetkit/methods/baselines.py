@@ -94,7 +94,10 @@ class Retrain(UnlearningMethod):
     def check_inputs(self, given: Collection[str], record: Mapping[str, Any] | None) -> None:
         super().check_inputs(given, record)
         train, model = self.recipe(record)
-        if not isinstance(train, TrainConfig):
+        if train is not None and not isinstance(train, TrainConfig):
+            raise TypeError(f"retrain: record['train_config'] must be a TrainConfig, got "
+                            f"{type(train).__name__}")  # fmt: skip
+        if train is None:
             raise ValueError(
                 "retrain: no training recipe (TrainConfig) to retrain with, and it will not "
                 "guess one: pass the original's TrainedModel as the model (its train_config is "
