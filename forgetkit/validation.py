@@ -7,9 +7,9 @@ values the same way, with a message that names the owner (the method or config),
 argument, the value and what was expected. A subclass that only changes a default
 (``lr: float = 1e-3``) inherits the declaration of the field it overrides.
 
-The data checks here (:func:`check_inputs_fit`, :func:`check_labels`, :func:`overlapping_rows`,
-:func:`check_model`) are shared by training and unlearning. forgetkit computes in float32
-in the model's dtype: a model's weights must share one dtype, float32 (what
+The data checks here (:func:`num_outputs`, :func:`check_labels`, :func:`overlapping_rows`,
+:func:`check_model`) are shared by training and unlearning. forgetkit computes in the
+model's dtype: a model's weights must share one dtype, float32 (what
 :func:`~forgetkit.models.build_model` makes) or float64, and data are cast to it, so a
 float64 model or data set works end to end through training and unlearning; a half-precision
 or mixed-dtype model is refused up front rather than failing deep inside a matrix multiply.
@@ -107,10 +107,8 @@ def _convert(kind: type | tuple[type, ...], value: Any) -> Any:
 
 
 def param(default: Any, kind: type | tuple[type, ...], **spec: Any) -> Any:
-    """A dataclass field with a declared type and range (see :class:`Spec`)::
-
-    lr: float = param(0.05, float, gt=0)
-    """
+    """A dataclass field with a declared type and range (see :class:`Spec`), for example
+    ``lr: float = param(0.05, float, gt=0)``."""
     return field(default=default, metadata={SPEC: Spec(kind, **spec)})
 
 
@@ -216,6 +214,8 @@ def describe_input(model: nn.Module) -> str:
 
 
 def check_labels(y: Tensor, outputs: int, owner: str, what: str) -> None:
+    """Labels must index the model's outputs; otherwise the loss fails with a bare
+    ``IndexError`` (or, on a GPU, a device-side assert) far from the cause."""
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= outputs:
         raise ValueError(f"{owner}: {what} labels span {lo}..{hi} but the model has {outputs} "

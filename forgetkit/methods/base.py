@@ -172,8 +172,9 @@ class UnlearningMethod(ABC):
         return ()
 
     def record_from(self, trained: TrainedModel) -> dict[str, Any]:
-        """The forget-time ``record`` taken from the original's :class:`TrainedModel`: its
-        hooks' artifacts under their own names, and the recipe it was trained with."""
+        """The forget-time ``record`` taken from the original's
+        :class:`~forgetkit.train.TrainedModel`: its hooks' artifacts under their own names,
+        and the recipe it was trained with."""
         return {
             **trained.artifacts,
             "model_config": trained.model_config,
