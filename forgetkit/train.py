@@ -9,6 +9,7 @@ for the mnemonic-code method) without a training loop of its own.
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from forgetkit.cache import CheckpointCache, hash_payload, hash_tensors
 from forgetkit.data import Samples
 from forgetkit.models import ModelConfig, build_model
 from forgetkit.runtime import DeviceLike, Stopwatch, generator, resolve_device, seeded
+from forgetkit.validation import check_labels, model_dtype, num_outputs, param, validate
 
 TRAIN_CODE_VERSION = 1  # bump when a change to this module changes trained weights
 
@@ -31,22 +33,19 @@ class TrainConfig:
     rather than zero, as Golatkar et al.'s training code does; ``bn_eval`` keeps batch-norm
     statistics frozen (their ``--disable-bn``)."""
 
-    epochs: int = 10
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
-    l2_to_init: bool = False
-    bn_eval: bool = False
+    epochs: int = param(10, int, ge=0)
+    lr: float = param(0.05, float, gt=0)
+    momentum: float = param(0.9, float, ge=0, lt=1)
+    weight_decay: float = param(5e-4, float, ge=0)
+    batch_size: int = param(128, int, ge=1)
+    schedule: Literal["constant", "cosine", "onecycle"] = param(
+        "constant", str, choices=("constant", "cosine", "onecycle")
+    )
+    l2_to_init: bool = param(False, bool)
+    bn_eval: bool = param(False, bool)
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {self}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.schedule not in ("constant", "cosine", "onecycle"):
-            raise ValueError(f"unknown schedule {self.schedule!r}")
+        validate(self, "TrainConfig")
 
 
 class TrainHook:
@@ -143,6 +142,9 @@ def fit(
     dev = resolve_device(device)
     model.to(dev)
     data = data.to(dev)
+    if data.x.dtype != (dtype := model_dtype(model)):
+        data = Samples(data.x.to(dtype), data.y)  # computed in the model's dtype
+    check_labels(data.y, num_outputs(model, data.x, desc, "training"), desc, "training")
     steps_per_epoch = -(-len(data) // config.batch_size)
     opt = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -221,8 +223,18 @@ def train_model(
     share its initial weights (and batch order) with an original trained at seed 0.
     """
     dev = resolve_device(device)
+    if not isinstance(model_config, ModelConfig):
+        raise TypeError(f"{desc}: model_config must be a ModelConfig, got {model_config!r}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"{desc}: config must be a TrainConfig, got {config!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{desc}: seed must be an int, got {seed!r} ({type(seed).__name__})")
     run_seed = derive_seed(seed, stream)
     data = Samples.coerce(data, "training data")
+    if tuple(data.x.shape[1:]) != model_config.in_shape:
+        raise ValueError(f"{desc}: training inputs have shape {tuple(data.x.shape[1:])} but "
+                         f"the model config takes {model_config.in_shape}")  # fmt: skip
+    check_labels(data.y, model_config.num_classes, desc, "training")
     store = CheckpointCache() if cache is True else (cache or None)
     payload = {
         "model": model_config.as_dict(),
@@ -282,8 +294,12 @@ def retrain(
     Each is built anew from ``model_config`` (every submodule freshly initialised), so no
     trained weight survives; the spread over seeds is the yardstick for every metric.
     """
+    seeds = tuple(seeds)
     if len(seeds) == 0:
         raise ValueError("retrain needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"retrain: seeds must be distinct, got {seeds}: a repeated seed gives "
+                         f"an identical oracle and a spread of zero")  # fmt: skip
     kwargs.setdefault("desc", "retrain")
     kwargs.setdefault("stream", "retrain")
     return [train_model(model_config, task.retain_set, config, seed=s, **kwargs) for s in seeds]

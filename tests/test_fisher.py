@@ -212,7 +212,9 @@ def test_convolution_variances_are_averaged_over_input_channels_only():
 
 def test_zero_alpha_returns_the_same_weights():
     net, (x, y) = _mlp(), _data(n=20, num_classes=4, shape=(3,), dtype=torch.float32)
-    result = get_method("fisher", alpha=0.0).unlearn(net, (x[:5], y[:5]), (x, y), device="cpu")
+    result = get_method("fisher", alpha=0.0).unlearn(
+        net, (x[:5], y[:5]), (x[5:], y[5:]), device="cpu"
+    )
     assert result.details["forgotten_classes"] == []
     for (_, a), (_, b) in zip(net.named_parameters(), result.model.named_parameters(), strict=True):
         assert torch.equal(a, b)
@@ -246,8 +248,9 @@ def test_sampled_noise_has_the_requested_variances():
     net = nn.Sequential(nn.Linear(50, 200), nn.ReLU(), nn.Linear(200, 3)).double()
     x, y = _data(n=30, num_classes=3, shape=(50,))
     alpha = 1e-4
-    result = get_method("fisher", alpha=alpha).unlearn(net, (x[:3], y[:3]), (x, y), device="cpu")
-    dist = fisher_gaussian(net, (x, y), alpha=alpha)
+    forget, retain = (x[:3], y[:3]), (x[3:], y[3:])  # disjoint, as unlearn requires
+    result = get_method("fisher", alpha=alpha).unlearn(net, forget, retain, device="cpu")
+    dist = fisher_gaussian(net, retain, alpha=alpha)
     z = torch.cat(
         [
             (
@@ -269,9 +272,9 @@ def test_sampled_noise_has_the_requested_variances():
 def test_same_seed_same_weights_other_seed_other_weights():
     net, (x, y) = _mlp(), _data(n=20, num_classes=4, shape=(3,), dtype=torch.float32)
     method = get_method("fisher", alpha=1e-3)
-    a = method.unlearn(net, (x[:5], y[:5]), (x, y), device="cpu", seed=3).model
-    b = method.unlearn(net, (x[:5], y[:5]), (x, y), device="cpu", seed=3).model
-    c = method.unlearn(net, (x[:5], y[:5]), (x, y), device="cpu", seed=4).model
+    a = method.unlearn(net, (x[:5], y[:5]), (x[5:], y[5:]), device="cpu", seed=3).model
+    b = method.unlearn(net, (x[:5], y[:5]), (x[5:], y[5:]), device="cpu", seed=3).model
+    c = method.unlearn(net, (x[:5], y[:5]), (x[5:], y[5:]), device="cpu", seed=4).model
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert not torch.equal(a[0].weight, c[0].weight)
 
@@ -279,7 +282,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
 def test_callers_model_untouched_and_registry_card():
     net, (x, y) = _mlp(), _data(n=20, num_classes=4, shape=(3,), dtype=torch.float32)
     before = copy.deepcopy(net.state_dict())
-    result = get_method("fisher").unlearn(net, (x[:5], y[:5]), (x, y), device="cpu")
+    result = get_method("fisher").unlearn(net, (x[:5], y[:5]), (x[5:], y[5:]), device="cpu")
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(p.grad is None for p in net.parameters()) and result.model is not net
     assert "fisher" in available_methods() and isinstance(get_method("fisher"), FisherForgetting)
@@ -293,7 +296,7 @@ def test_bad_inputs_give_clear_errors():
     net, (x, y) = _mlp(), _data(n=20, num_classes=4, shape=(3,), dtype=torch.float32)
     with pytest.raises(ValueError, match="fisher needs retain"):
         get_method("fisher").unlearn(net, (x, y))
-    with pytest.raises(ValueError, match="alpha must be finite and non-negative"):
+    with pytest.raises(ValueError, match="fisher: alpha must be a float >= 0, got -1.0"):
         get_method("fisher", alpha=-1.0)
     with pytest.raises(ValueError, match="last_layer_rule"):
         get_method("fisher", last_layer_rule="last")
@@ -427,7 +430,7 @@ def test_fisher_and_method_on_cuda():
     _close({k: v.cpu() for k, v in gpu.items()}, cpu, rtol=1e-6)
     net32 = net.float()
     result = get_method("fisher", alpha=1e-4).unlearn(
-        net32, (x[:2].float(), y[:2]), (x.float(), y), device="cuda"
+        net32, (x[:2].float(), y[:2]), (x[2:].float(), y[2:]), device="cuda"
     )
     assert next(result.model.parameters()).device.type == "cuda"
 

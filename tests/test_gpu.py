@@ -39,7 +39,11 @@ def test_every_method_runs_on_cuda(mnist_small, trained, name):
     retain = data.subset(range(50, 600))
     method = get_method(name)
     hp = {f: 1 for f in ("epochs",) if hasattr(method.hparams, f)}
-    result = get_method(name, **hp).unlearn(trained.model, forget, retain, device="cuda")
+    original = trained  # through the training-time contract: hooks, then the TrainedModel
+    if method.training_hooks():
+        original = train_model(CFG, data, TrainConfig(epochs=2), device="cuda", cache=False,
+                               hooks=method.training_hooks())  # fmt: skip
+    result = get_method(name, **hp).unlearn(original, forget, retain, device="cuda")
     assert all(p.device.type == "cuda" for p in result.model.parameters())
     assert result.seconds > 0
 

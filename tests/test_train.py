@@ -133,7 +133,7 @@ def test_oracle_trains_on_the_retain_set_only_from_fresh_weights(mnist_small):
 def test_training_data_is_validated():
     with pytest.raises(ValueError, match="training data is empty"):
         train_model(CFG, (torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long)), QUICK)
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match="TrainConfig: lr must be a float > 0, got 0.0"):
         TrainConfig(lr=0.0)
     bad = Samples(torch.full((4, 1, 28, 28), float("inf")), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="NaN or infinite"):

@@ -17,7 +17,7 @@ input                     who needs it
 ``validation``            L-CODEC: a validation set for its revert check
 ``record``                training-time artifacts: L-CODEC's saved gradients and training
                           size, the mnemonic codes of the mnemonic-code method, Forsaken's
-                          membership oracle
+                          membership oracle; the original's recipe (retrain)
 ========================  ============================================================
 
 Some methods also need something from *training* time (L-CODEC's saved gradients, the
@@ -32,14 +32,22 @@ benchmark, a test over :func:`available_methods`) can drive any of them by name:
 methods); passing the :class:`~forgetkit.train.TrainedModel` itself to ``unlearn`` fills the
 ``record`` through :meth:`UnlearningMethod.record_from` (the hooks' artifacts and the
 original's recipe). ``record=`` passed explicitly overrides keys of that record.
+:meth:`UnlearningMethod.check_inputs` says whether a method can run on the inputs a caller
+has; ``unlearn`` and the NeurIPS adapter both ask it.
+
+Hyperparameters are declared per field with :func:`forgetkit.validation.param` (type and
+range) and checked by one mechanism (:mod:`forgetkit.validation`), shared with
+:class:`~forgetkit.train.TrainConfig`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -49,6 +57,16 @@ from torch import nn
 from forgetkit.data import Samples
 from forgetkit.runtime import DeviceLike, Stopwatch, generator, resolve_device
 from forgetkit.train import TrainedModel, TrainHook
+from forgetkit.validation import (
+    check_field,
+    check_labels,
+    check_model,
+    num_outputs,
+    overlapping_rows,
+    utility_report,
+    utility_snapshot,
+    validate,
+)
 
 INPUTS = ("forget", "retain", "nonmember", "validation", "record")
 
@@ -62,6 +80,7 @@ class ForgetData:
     nonmember: Samples | None = None
     validation: Samples | None = None
     record: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0  # the ``seed`` given to ``unlearn`` (``gen`` is seeded from it)
 
 
 @dataclass
@@ -95,10 +114,15 @@ class UnlearningMethod(ABC):
             raise TypeError(
                 f"{self.name}: unknown hyperparameter(s) {unknown}; known: {sorted(fields)}"
             )
-        defaults = self.Hyperparameters()
-        for key, value in hyperparameters.items():
-            _check_type(self.name, key, value, getattr(defaults, key))
-        self.hparams = dataclasses.replace(defaults, **hyperparameters)
+        checked = {k: check_field(self.Hyperparameters, self.name, k, v)
+                   for k, v in hyperparameters.items()}  # fmt: skip
+        try:
+            self.hparams = dataclasses.replace(self.Hyperparameters(), **checked)
+            validate(self.hparams, self.name)  # declared fields, defaults included
+        except (TypeError, ValueError) as err:
+            if str(err).startswith(f"{self.name}:"):
+                raise
+            raise type(err)(f"{self.name}: {err}") from None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.hparams).items())
@@ -117,6 +141,29 @@ class UnlearningMethod(ABC):
             "paper": cls.paper,
             "hyperparameters": dataclasses.asdict(cls.Hyperparameters()),
         }
+
+    def check_inputs(self, given: Collection[str], record: Mapping[str, Any] | None) -> None:
+        """Raise a ``ValueError`` naming what this method lacks to run, given the names of
+        the inputs a caller supplies (a subset of ``INPUTS``) and the ``record``.
+
+        :meth:`unlearn` calls it before anything runs, and so does the NeurIPS adapter at
+        wrap time, so both refuse the same things. Override it (calling ``super()``) for a
+        need that depends on the hyperparameters, as :class:`~forgetkit.methods.Retrain`
+        does for its recipe.
+        """
+        missing = sorted(k for k in self.needs if k not in given)
+        if missing:
+            raise ValueError(f"{self.name} needs {', '.join(missing)} at forget time "
+                             f"(it uses {', '.join(sorted(self.needs))})")  # fmt: skip
+        absent = sorted(k for k in self.record_keys if (record or {}).get(k) is None)
+        if absent:
+            hooks = [h.name for h in self.training_hooks()]
+            how = (f"train the original with hooks=method.training_hooks() ({hooks}) and "
+                   if hooks else "")  # fmt: skip
+            raise ValueError(
+                f"{self.name}: the record lacks {absent}; {how}pass the TrainedModel as "
+                f"model, or record=method.record_from(trained)"
+            )
 
     def training_hooks(self) -> tuple[TrainHook, ...]:
         """The hooks the original must be trained with for this method to work; none by
@@ -155,6 +202,17 @@ class UnlearningMethod(ABC):
         :class:`~forgetkit.data.Samples`, ``(x, y)`` pairs, ``TensorDataset`` s or
         ``DataLoader`` s. The seconds returned cover the unlearning alone: validation,
         copying and data transfer happen before the clock starts.
+
+        Checked first, in this order, each with an error naming what is wrong: the input
+        model (finite weights of one dtype, float32 or float64: the data are cast to it, so
+        float64 works end to end; half precision is refused), the inputs the method needs
+        (:meth:`check_inputs`), each set's shape against the model (and against the
+        record's ``model_config``) and its labels against the model's outputs, and that the
+        retain set holds no sample of the forget set (same input bits and label). After
+        the run, ``details["utility"]`` compares the input and the unlearned model on up to
+        256 retain (else validation) samples and their weight norms; a collapse (accuracy
+        down to the majority-class level, or weights grown tenfold) sets ``collapsed`` and
+        warns with a :class:`UtilityWarning`.
         """
         if isinstance(model, TrainedModel):
             record = {**self.record_from(model), **(record or {})}
@@ -162,36 +220,39 @@ class UnlearningMethod(ABC):
         if not isinstance(model, nn.Module):
             raise TypeError(f"{self.name}: model must be a torch.nn.Module, got "
                             f"{type(model).__name__}")  # fmt: skip
+        dtype = check_model(model, self.name)  # a broken input is the caller's, not the method's
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"{self.name}: seed must be an int, got {seed!r} "
+                            f"({type(seed).__name__})")  # fmt: skip
         dev = resolve_device(device)
         given = {"forget": forget, "retain": retain, "nonmember": nonmember,
                  "validation": validation, "record": record}  # fmt: skip
-        missing = sorted(k for k in self.needs if given[k] is None)
-        if missing:
-            raise ValueError(f"{self.name} needs {', '.join(missing)} at forget time "
-                             f"(it uses {', '.join(sorted(self.needs))})")  # fmt: skip
-        absent = sorted(k for k in self.record_keys if (record or {}).get(k) is None)
-        if absent:
-            hooks = [h.name for h in self.training_hooks()]
-            how = (f"train the original with hooks=method.training_hooks() ({hooks}) and "
-                   if hooks else "")  # fmt: skip
-            raise ValueError(
-                f"{self.name}: the record lacks {absent}; {how}pass the TrainedModel as "
-                f"model, or record=method.record_from(trained)"
-            )
-        sets = {
-            k: Samples.coerce(v, f"{k} set").to(dev)
+        self.check_inputs({k for k, v in given.items() if v is not None}, record)
+        wanted = self.needs | self.uses | {"forget", "retain", "validation"}  # the last two
+        sets = {  # also feed the overlap and utility checks
+            k: _cast(Samples.coerce(v, f"{k} set").to(dev), dtype)
             for k, v in given.items()
-            if k != "record" and v is not None and (k in self.needs or k in self.uses)
+            if k != "record" and v is not None and k in wanted
         }
-        shape = sets["forget"].x.shape[1:]
-        for k, s in sets.items():
-            if s.x.shape[1:] != shape:
-                raise ValueError(f"{self.name}: {k} inputs have shape {tuple(s.x.shape[1:])} but "
-                                 f"forget inputs have {tuple(shape)}")  # fmt: skip
         work = model if inplace else copy.deepcopy(model)
         work.to(dev)
-        self._check_labels(work, sets)
-        data = ForgetData(record=dict(record or {}), **sets)
+        in_shape = getattr((record or {}).get("model_config"), "in_shape", None)
+        for k, s in sets.items():
+            outputs = num_outputs(work, s.x, self.name, f"{k} set", in_shape)
+            check_labels(s.y, outputs, self.name, f"{k} set")
+        if "retain" in sets:
+            both = overlapping_rows(sets["forget"], sets["retain"])
+            if len(both):
+                raise ValueError(f"{self.name}: the retain set contains {len(both)} sample(s) of "
+                                 f"the forget set (e.g. retain rows {both[:5].tolist()}); "
+                                 f"remove them from retain")  # fmt: skip
+        probe = _probe(sets)
+        before = utility_snapshot(work, probe)
+        data = ForgetData(
+            record=dict(record or {}),
+            seed=int(seed),
+            **{k: v for k, v in sets.items() if k in self.needs | self.uses},
+        )
         gen = generator(seed, dev)
         with Stopwatch(dev) as watch:
             details = self._unlearn(work, data, dev, gen) or {}
@@ -201,19 +262,13 @@ class UnlearningMethod(ABC):
                 f"{self.name} produced NaN or infinite weights in {bad[:3]} with {self.hparams}"
             )
         work.eval()
+        health = utility_report(before, utility_snapshot(work, probe), probe)
+        details.setdefault("utility", health)
+        if health["collapsed"]:
+            warnings.warn(f"{self.name}: the unlearned model's utility collapsed: "
+                          f"{'; '.join(health['reasons'])} (see result.details['utility'])",
+                          UtilityWarning, stacklevel=2)  # fmt: skip
         return UnlearnResult(work, watch.seconds, details)
-
-    def _check_labels(self, model: nn.Module, sets: Mapping[str, Samples]) -> None:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            num_outputs = model(sets["forget"].x[:2]).shape[-1]
-        model.train(was_training)
-        for k, s in sets.items():
-            lo, hi = int(s.y.min()), int(s.y.max())
-            if lo < 0 or hi >= num_outputs:
-                raise ValueError(f"{self.name}: {k} labels span {lo}..{hi} but the model has "
-                                 f"{num_outputs} outputs")  # fmt: skip
 
     @abstractmethod
     def _unlearn(
@@ -222,17 +277,24 @@ class UnlearningMethod(ABC):
         """Modify ``model`` in place; return method-specific details."""
 
 
-def _check_type(method: str, key: str, value: Any, default: Any) -> None:
-    if default is None or value is None:
-        return
-    ok = isinstance(value, type(default))
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if isinstance(default, int) and isinstance(value, bool) and not isinstance(default, bool):
-        ok = False
-    if not ok:
-        raise TypeError(f"{method}: hyperparameter {key} must be {type(default).__name__}, got "
-                        f"{type(value).__name__} ({value!r})")  # fmt: skip
+class UtilityWarning(UserWarning):
+    """An unlearned model whose utility collapsed (see ``result.details["utility"]``)."""
+
+
+def _cast(s: Samples, dtype: torch.dtype) -> Samples:
+    return s if s.x.dtype == dtype else Samples(s.x.to(dtype), s.y)
+
+
+def _probe(sets: Mapping[str, Samples], size: int = 256) -> dict[str, Any]:
+    """Up to ``size`` evenly spaced samples of the retain (else validation) set, for the
+    utility check; empty when neither was given."""
+    for name in ("retain", "validation"):
+        if name in sets:
+            s = sets[name]
+            idx = torch.linspace(0, len(s) - 1, min(size, len(s))).round().long()
+            idx = idx.to(s.device)
+            return {"x": s.x[idx], "y": s.y[idx], "name": f"{name} set"}
+    return {}
 
 
 # --------------------------------------------------------------------------- registry

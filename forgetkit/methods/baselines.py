@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -10,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
-from forgetkit.models import reinitialize
+from forgetkit.models import ModelConfig, build_model, reinitialize
 from forgetkit.runtime import generator, seeded
-from forgetkit.train import TrainConfig, fit
+from forgetkit.train import TrainConfig, derive_seed, fit
+from forgetkit.validation import param, spec, validate
 
 
 @dataclass(frozen=True)
@@ -21,13 +23,16 @@ class SGDHyperparameters:
     Golatkar et al.'s fine-tuning (weight decay toward the starting weights, batch-norm
     statistics frozen); see :class:`~forgetkit.train.TrainConfig`."""
 
-    epochs: int = 10
-    lr: float = 0.01
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    l2_to_init: bool = False
-    bn_eval: bool = False
+    epochs: int = param(10, int, ge=0)
+    lr: float = param(0.01, float, gt=0)
+    momentum: float = param(0.0, float, ge=0, lt=1)
+    weight_decay: float = param(0.0, float, ge=0)
+    batch_size: int = param(128, int, ge=1)
+    l2_to_init: bool = param(False, bool)
+    bn_eval: bool = param(False, bool)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, momentum=self.momentum,
@@ -39,36 +44,99 @@ def _seed(gen: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
 
 
+@dataclass(frozen=True)
+class RecipeHyperparameters:
+    """Retrain's only knobs: the recipe to retrain with, when the record does not carry it
+    (both are filled from the original's :class:`~forgetkit.train.TrainedModel`)."""
+
+    train_config: TrainConfig | None = field(
+        default=None, metadata=spec(TrainConfig, optional=True)
+    )
+    model_config: ModelConfig | None = field(
+        default=None, metadata=spec(ModelConfig, optional=True)
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
 @register
 class Retrain(UnlearningMethod):
     """Retrain from scratch on the retain set: exact unlearning, and the yardstick.
 
-    Every submodule of the caller's architecture is re-initialised
-    (:func:`forgetkit.models.reinitialize`), then trained with the given SGD settings, which
-    should match the original model's training for a fair oracle.
+    It retrains with the original's recipe and never guesses one: the ``TrainConfig``
+    (and the ``ModelConfig``) come from the ``train_config`` / ``model_config``
+    hyperparameters when given, else from the record, which passing the original's
+    :class:`~forgetkit.train.TrainedModel` to ``unlearn`` fills. Without a ``TrainConfig``
+    it refuses to run. With a ``ModelConfig`` the network is built exactly as
+    :func:`~forgetkit.train.retrain` builds its oracle (same derived seed of the ``"retrain"``
+    stream), so ``unlearn(original, forget, retain, seed=s)`` equals
+    ``fk.retrain(task, model_config, train_config, seeds=(s,))[0]`` bit for bit (on the same
+    device and thread count). Without one (a bare network and only a ``train_config``) every
+    submodule of the caller's network is re-initialised in place
+    (:func:`forgetkit.models.reinitialize`), which gives a fresh model of the same
+    architecture but not the oracle's exact initial weights.
     """
 
     name = "retrain"
     needs = frozenset({"forget", "retain"})
+    uses = frozenset({"record"})
+    Hyperparameters = RecipeHyperparameters
 
-    @dataclass(frozen=True)
-    class Hyperparameters(SGDHyperparameters):
-        lr: float = 0.05
-        momentum: float = 0.9
-        weight_decay: float = 5e-4
+    def recipe(self, record: Mapping[str, Any] | None) -> tuple[TrainConfig | None, Any]:
+        """The ``(TrainConfig, ModelConfig)`` to retrain with: hyperparameters first, then
+        the record."""
+        record = record or {}
+        train = self.hparams.train_config or record.get("train_config")
+        model = self.hparams.model_config or record.get("model_config")
+        return train, model
+
+    def check_inputs(self, given: Collection[str], record: Mapping[str, Any] | None) -> None:
+        super().check_inputs(given, record)
+        train, model = self.recipe(record)
+        if train is not None and not isinstance(train, TrainConfig):
+            raise TypeError(f"retrain: record['train_config'] must be a TrainConfig, got "
+                            f"{type(train).__name__}")  # fmt: skip
+        if train is None:
+            raise ValueError(
+                "retrain: no training recipe (TrainConfig) to retrain with, and it will not "
+                "guess one: pass the original's TrainedModel as the model (its train_config is "
+                "used), or record={'train_config': TrainConfig(...)}, or "
+                "get_method('retrain', train_config=TrainConfig(...))"
+            )
+        if model is not None and not isinstance(model, ModelConfig):
+            raise TypeError(f"retrain: record['model_config'] must be a ModelConfig, got "
+                            f"{type(model).__name__}")  # fmt: skip
 
     def _unlearn(self, model: nn.Module, data: ForgetData, device, gen) -> dict[str, Any]:
-        seed = _seed(gen)
-        reinitialize(model, seed=seed)
-        history = fit(model, data.retain, self.hparams.train_config(), seed=seed, device=device,
-                      desc="retrain")  # fmt: skip
-        return {"history": history}
+        train, arch = self.recipe(data.record)
+        assert train is not None  # check_inputs refused otherwise
+        seed = derive_seed(data.seed, "retrain")  # the oracle's stream, as fk.retrain
+        if arch is not None:
+            fresh = build_model(arch, seed=seed)
+            try:
+                model.load_state_dict(fresh.state_dict())
+            except RuntimeError as err:
+                first = str(err).splitlines()[0]
+                raise ValueError(f"retrain: the model_config {arch} does not describe the "
+                                 f"model to unlearn: {first}") from None  # fmt: skip
+        else:
+            reinitialize(model, seed=seed)
+        history = fit(model, data.retain, train, seed=seed, device=device, desc="retrain")
+        return {"history": history, "train_config": train, "model_config": arch,
+                "initialised": "build_model" if arch is not None else "reinitialize"}  # fmt: skip
 
 
 @register
 class Finetune(UnlearningMethod):
     """Keep training on the retain set only, hoping the forget set fades (catastrophic
-    forgetting). Defaults: Golatkar et al.'s baseline, 10 epochs of SGD at lr 0.01."""
+    forgetting). Defaults: Golatkar et al.'s baseline, 10 epochs of SGD at lr 0.01.
+
+    Its budget is deliberately *not* tied to the original's recipe: the paper's baseline is
+    a fixed, cheap amount of extra training (a fraction of a retrain), and tying the epochs
+    to the original's would turn it into a retrain that merely starts from trained weights.
+    Pass ``epochs`` (and ``lr`` ...) explicitly to match an experiment's own budget.
+    """
 
     name = "finetune"
     needs = frozenset({"forget", "retain"})
@@ -100,12 +168,8 @@ class NegGrad(UnlearningMethod):
         epochs: int = 5
         lr: float = 1e-3
         batch_size: int = 64
-        stop_accuracy: float = 0.0
-        check_every: int = 0
-
-        def __post_init__(self) -> None:
-            if self.check_every < 0:
-                raise ValueError(f"neggrad: check_every must be >= 0, got {self.check_every}")
+        stop_accuracy: float = param(0.0, float, ge=0, le=1)
+        check_every: int = param(0, int, ge=0)
 
     def _unlearn(self, model: nn.Module, data: ForgetData, device, gen) -> dict[str, Any]:
         hp = self.hparams

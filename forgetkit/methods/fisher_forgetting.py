@@ -44,6 +44,7 @@ from forgetkit.data import Samples
 from forgetkit.fisher import KINDS, eval_mode, fisher_diagonal
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.runtime import DeviceLike, model_device, resolve_device, synchronize
+from forgetkit.validation import param
 
 LAST_LAYER_RULES = ("size0", "module")
 DIRECTIONS = ("forward", "reverse")
@@ -94,17 +95,17 @@ class FisherHyperparameters:
               produces the logits, and nothing else.
     """
 
-    alpha: float = 1e-6
-    clamp_max: float = 1e3
-    last_layer_clamp_max: float = 1e2
-    last_layer_scale: float = 10.0
-    one_d_scale: float = 10.0
-    eps: float = 1e-8
-    class_row_var: float = 1e-4
-    forget_whole_classes: bool = True
-    fisher_kind: str = "true"
-    fisher_batch_size: int = 64
-    last_layer_rule: str = "size0"
+    alpha: float = param(1e-6, float, ge=0)
+    clamp_max: float = param(1e3, float, ge=0)
+    last_layer_clamp_max: float = param(1e2, float, ge=0)
+    last_layer_scale: float = param(10.0, float, ge=0)
+    one_d_scale: float = param(10.0, float, ge=0)
+    eps: float = param(1e-8, float, gt=0)
+    class_row_var: float = param(1e-4, float, ge=0)
+    forget_whole_classes: bool = param(True, bool)
+    fisher_kind: str = param("true", str, choices=KINDS)
+    fisher_batch_size: int = param(64, int, ge=1)
+    last_layer_rule: str = param("size0", str, choices=LAST_LAYER_RULES)
 
     def __post_init__(self) -> None:
         for key in ("alpha", "clamp_max", "last_layer_clamp_max", "last_layer_scale",
