@@ -201,7 +201,7 @@ def test_works_on_a_convolutional_network_by_module_path(data):
 
 def test_a_label_the_model_does_not_have_is_refused(data, trained):
     bad = Samples(data["train"].x[:1], torch.tensor([3]))
-    with pytest.raises(ValueError, match="forget labels span 3..3 but the model has 3 outputs"):
+    with pytest.raises(ValueError, match="forget set labels span 3..3 but the model has 3 outputs"):
         LCodec(**FAST).unlearn(trained, bad, validation=data["val"])
 
 
