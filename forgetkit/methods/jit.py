@@ -9,21 +9,21 @@ forget set. A function that is flat around a point no longer singles it out: its
 there are pulled toward those of the neighbourhood, and the decision boundary moves.
 
 The official code (jwf40/Information-Theoretic-Unlearning, ``src/lipschitz.py``) differs
-from that description in four places. :class:`JiT` reproduces it by default
+from that description in four places. :class:`~forgetkit.methods.JiT` reproduces it by default
 (``mode="official"``) and offers the reading the method evidently means
 (``mode="corrected"``); each of the four can also be set on its own:
 
-===============  ==============================================  ==========================
-behaviour        official code (``mode="official"``)              ``mode="corrected"``
-===============  ==============================================  ==========================
-``accumulate``   gradients never reset between batches: step k    reset before each batch
+===============  ===================================================  ======================
+behaviour        official code (``mode="official"``)                   ``mode="corrected"``
+===============  ===================================================  ======================
+``accumulate``   gradients never reset between batches: step k        reset before each batch
                  applies the sum of the gradients of batches 1..k
-``reduction``    per-sample ratios *summed* over the batch        averaged over the batch
-``train_mode``   the network is left in training mode (dropout    evaluation mode
+``reduction``    per-sample ratios *summed* over the batch            averaged over the batch
+``train_mode``   the network is left in training mode (dropout        evaluation mode
                  active, batch-norm statistics used and updated)
-``clamp``        perturbed inputs clamped to the min and max of   of each image
-                 the whole batch
-===============  ==============================================  ==========================
+``clamp``        perturbed inputs clamped to the min and max of the   of each image
+                 whole batch
+===============  ===================================================  ======================
 
 In both modes the ``N`` perturbed copies of a batch go through the network in one batched
 forward pass (:func:`lipschitz_ratios`); :func:`lipschitz_ratios_loop` is the per-perturbation
