@@ -75,3 +75,19 @@ def test_lcodec_on_cuda_matches_cpu(mnist_small):
     assert units[0] == units[1]
     for p, q in zip(cpu.model.parameters(), cuda.model.parameters(), strict=True):
         torch.testing.assert_close(q.cpu(), p, atol=1e-5, rtol=1e-4)
+
+
+def test_jit_on_cuda_matches_the_cpu_result():
+    """JiT draws its perturbations on the CPU from the seed, so the two devices see the same
+    noise and differ only by floating-point rounding: 1e-4 on every weight after one pass."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 10))  # fmt: skip
+    forget = (torch.randn(300, 1, 28, 28), torch.zeros(300, dtype=torch.long))
+    for mode in ("official", "corrected"):
+        method = get_method("jit", sigma=0.5, lr=1e-3, mode=mode)
+        cpu = method.unlearn(model, forget, device="cpu", seed=3).model
+        gpu = method.unlearn(model, forget, device="cuda", seed=3).model
+        assert all(p.device.type == "cuda" for p in gpu.parameters())
+        for p, q in zip(cpu.parameters(), gpu.parameters(), strict=True):
+            torch.testing.assert_close(q.cpu(), p, rtol=0, atol=1e-4)

@@ -12,12 +12,14 @@ from forgetkit.methods.base import (
 )
 from forgetkit.methods.baselines import Finetune, NegGrad, Retrain
 from forgetkit.methods.fisher_forgetting import FisherForgetting
+from forgetkit.methods.jit import JiT
 from forgetkit.methods.lcodec import LCodec
 
 __all__ = [
     "Finetune",
     "FisherForgetting",
     "ForgetData",
+    "JiT",
     "LCodec",
     "NegGrad",
     "Retrain",

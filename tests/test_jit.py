@@ -1,0 +1,221 @@
+"""JiT (Lipschitz smoothing): the estimate, batched perturbations, the two modes, the contract."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from forgetkit.methods import JiT, get_method
+from forgetkit.methods.jit import lipschitz_ratios, lipschitz_ratios_loop, perturb
+from forgetkit.models import ModelConfig
+from forgetkit.scenarios import forget_class
+from forgetkit.train import TrainConfig, train_original
+
+
+class Untouchable:
+    """A stand-in for retain data that fails the moment anything reads it."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the retain data were read (attribute {name!r})")
+
+    def __len__(self):
+        raise AssertionError("the retain data were read (len)")
+
+    def __iter__(self):
+        raise AssertionError("the retain data were read (iteration)")
+
+
+def _mlp(seed=0, dropout=False):
+    torch.manual_seed(seed)
+    layers = [nn.Flatten(), nn.Linear(12, 16), nn.Tanh()]
+    if dropout:
+        layers.append(nn.Dropout(0.5))
+    return nn.Sequential(*layers, nn.Linear(16, 3))
+
+
+def _data(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 3, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def _same(a, b):
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_small, one_thread):
+    task = forget_class(mnist_small, 3)
+    cfg = ModelConfig("mlp", (1, 28, 28), 10, {"hidden": 64})
+    original = train_original(task, cfg, TrainConfig(epochs=3, lr=0.05, batch_size=64),
+                              device="cpu", cache=False)  # fmt: skip
+    return task, original
+
+
+def test_zero_shot_needs_and_reads_only_the_forget_images():
+    assert JiT.needs == frozenset({"forget"}) and JiT.uses == frozenset()
+    model, (x, y) = _mlp(), _data()
+    alone = get_method("jit", lr=0.01).unlearn(model, (x, y))
+    poisoned = get_method("jit", lr=0.01).unlearn(model, (x, y), Untouchable())
+    relabelled = get_method("jit", lr=0.01).unlearn(model, (x, (y + 1) % 3))
+    assert _same(alone.model, poisoned.model) and _same(alone.model, relabelled.model)
+    assert not _same(alone.model, model)
+
+
+def test_estimate_is_zero_for_a_constant_function():
+    x, _ = _data(8)
+    constant = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    with torch.no_grad():
+        constant[1].weight.zero_()
+        constant[1].bias.copy_(torch.tensor([1.0, -2.0, 3.0]))
+    noise = 0.3 * torch.randn(5, *x.shape)
+    for clamp in ("batch", "image", "none"):
+        assert torch.equal(lipschitz_ratios(constant, x, noise, clamp=clamp), torch.zeros(8))
+
+
+def test_estimate_matches_a_hand_computation_on_a_linear_model():
+    x, _ = _data(6)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    noise = 0.5 * torch.randn(7, *x.shape, generator=torch.Generator().manual_seed(3))
+    w = linear[1].weight.detach().double().numpy()
+    xs, ns = x.double().numpy().reshape(6, 12), noise.double().numpy().reshape(7, 6, 12)
+    moved = np.clip(xs[None] + ns, xs.min(), xs.max())  # the official batch-wide clamp
+    delta = moved - xs[None]  # (N, B, D); f(x) - f(x') = -W delta, the bias cancels
+    by_hand = (np.linalg.norm(delta @ w.T, axis=2) / np.linalg.norm(delta, axis=2)).mean(0)
+    got = lipschitz_ratios(linear, x, noise, clamp="batch").detach().double().numpy()
+    np.testing.assert_allclose(got, by_hand, rtol=1e-5)
+    # without the clamp the ratio is ||W u|| for a unit direction u: bounded by the spectral norm
+    free = lipschitz_ratios(linear, x, noise, clamp="none").detach()
+    spectral = torch.linalg.matrix_norm(linear[1].weight.detach(), 2)
+    assert float(free.max()) <= float(spectral) + 1e-5
+
+
+def test_per_image_clamp_keeps_each_image_in_its_own_range():
+    x = torch.stack([torch.zeros(1, 3, 4), torch.linspace(-5, 5, 12).reshape(1, 3, 4)])
+    noise = 2.0 * torch.randn(4, *x.shape)
+    per_image = perturb(x, noise, "image")
+    assert torch.equal(per_image[:, 0], torch.zeros(4, 1, 3, 4))  # a constant image stays put
+    assert float(perturb(x, noise, "batch")[:, 0].abs().max()) > 0  # the batch range lets it move
+    assert float(per_image[:, 1].min()) >= -5 and float(per_image[:, 1].max()) <= 5
+    # a constant image has ||x - x'|| = 0: the estimate is 0, not NaN
+    assert torch.equal(lipschitz_ratios(_mlp(), x, noise, clamp="image")[0], torch.tensor(0.0))
+
+
+def test_batched_perturbations_equal_the_loop_values_and_gradients():
+    model, (x, _) = _mlp(), _data(10)
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(48, 3))
+    noise = 0.2 * torch.randn(25, *x.shape)
+    for net in (model, conv):
+        batched = lipschitz_ratios(net, x, noise)
+        grads_b = torch.autograd.grad(batched.sum(), list(net.parameters()))
+        looped = lipschitz_ratios_loop(net, x, noise)
+        grads_l = torch.autograd.grad(looped.sum(), list(net.parameters()))
+        torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
+        for a, b in zip(grads_b, grads_l, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_modes_are_exactly_the_four_switches():
+    official = JiT.Hyperparameters(mode="official").behaviour()
+    corrected = JiT.Hyperparameters(mode="corrected").behaviour()
+    assert official == {"accumulate": True, "reduction": "sum", "train_mode": True,
+                        "clamp": "batch"}  # fmt: skip
+    assert {k for k in official if official[k] != corrected[k]} == set(official)
+    model, data = _mlp(dropout=True), _data(40)
+    a = get_method("jit", lr=0.01, batch_size=16, mode="official").unlearn(model, data, seed=4)
+    b = get_method("jit", lr=0.01, batch_size=16, mode="corrected", **official).unlearn(
+        model, data, seed=4
+    )
+    assert _same(a.model, b.model) and a.details["behaviour"] == official
+
+
+def test_each_switch_matters_exactly_where_it_should():
+    plain, data = _mlp(), _data(40)
+    x, y = data
+
+    def run(model, samples=data, **kw):
+        return (
+            get_method("jit", lr=0.01, batch_size=16, mode="corrected", **kw)
+            .unlearn(model, samples, seed=2)
+            .model
+        )
+
+    # accumulation: no difference with one batch, a difference with several
+    one = (x[:16], y[:16])
+    assert _same(run(plain, one, accumulate=True), run(plain, one, accumulate=False))
+    assert not _same(run(plain, accumulate=True), run(plain, accumulate=False))
+    # reduction: summing over a batch of B is the mean with a B times larger step
+    summed = run(plain, one, reduction="sum")
+    mean = (
+        get_method("jit", lr=0.01 * 16, batch_size=16, mode="corrected")
+        .unlearn(plain, one, seed=2)
+        .model
+    )
+    for p, q in zip(summed.parameters(), mean.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    # training mode: matters only for a network with dropout (or batch norm)
+    assert _same(run(plain, train_mode=True), run(plain, train_mode=False))
+    dropped = _mlp(dropout=True)
+    assert not _same(run(dropped, train_mode=True), run(dropped, train_mode=False))
+    # clamp: no difference when every image spans the batch's range, one otherwise
+    span = x.clone()
+    span.view(40, -1)[:, 0], span.view(40, -1)[:, 1] = x.min(), x.max()
+    spanning = (span, y)
+    assert _same(run(plain, spanning, clamp="batch"), run(plain, spanning, clamp="image"))
+    assert not _same(run(plain, clamp="batch"), run(plain, clamp="image"))
+
+
+def test_callers_model_untouched_and_same_seed_same_result():
+    model, data = _mlp(dropout=True), _data()
+    model.eval()
+    before = copy.deepcopy(model.state_dict())
+    a = get_method("jit", lr=0.01).unlearn(model, data, seed=1)
+    b = get_method("jit", lr=0.01).unlearn(model, data, seed=1)
+    c = get_method("jit", lr=0.01).unlearn(model, data, seed=2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training and a.model is not model and not a.model.training
+    assert _same(a.model, b.model) and not _same(a.model, c.model)
+    assert a.details["steps"] == 1 and a.seconds > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sigma": 0.0}, "sigma must be a positive finite number, got 0.0"),
+        ({"sigma": -0.5}, "sigma must be a positive finite number, got -0.5"),
+        ({"sigma": float("nan")}, "sigma must be a positive finite number, got nan"),
+        ({"lr": 0}, "lr must be a positive finite number, got 0"),
+        ({"lr": float("inf")}, "lr must be a positive finite number, got inf"),
+        ({"n_samples": 0}, "n_samples must be an integer >= 1, got 0"),
+        ({"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
+        ({"mode": "fast"}, "mode must be one of .* got 'fast'"),
+        ({"clamp": "pixel"}, "clamp must be one of .* got 'pixel'"),
+        ({"reduction": "max"}, "reduction must be one of .* got 'max'"),
+    ],
+)
+def test_bad_hyperparameters_are_rejected_by_name(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        get_method("jit", **kwargs)
+
+
+def test_non_integer_sample_count_is_a_type_error():
+    with pytest.raises(TypeError, match="n_samples must be int"):
+        get_method("jit", n_samples=2.5)
+
+
+def test_smoothing_lowers_the_estimate_at_the_forget_points(trained):
+    task, original = trained
+    forget = task.forget_set
+    x = forget.x[:64]
+    noise = 0.5 * torch.randn(25, *x.shape, generator=torch.Generator().manual_seed(0))
+    method = get_method("jit", sigma=0.5, lr=0.05, mode="corrected")
+    result = method.unlearn(original, forget, seed=0)
+    with torch.no_grad():
+        before = lipschitz_ratios(original.model, x, noise).mean()
+        after = lipschitz_ratios(result.model, x, noise).mean()
+        acc = float((result.model(task.retain_set.x).argmax(1) == task.retain_set.y).float().mean())
+    assert float(after) < 0.9 * float(before)
+    assert acc > 0.5  # smoothing at the forget points leaves the rest of the network working
