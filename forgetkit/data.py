@@ -118,6 +118,7 @@ class Samples:
         self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(x, y)`` mini-batches; shuffling draws only from ``generator``."""
+        batch_size = _positive_int(batch_size, "batch_size")
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else None
         for start in range(0, n, batch_size):
@@ -129,6 +130,8 @@ class Samples:
 
     @staticmethod
     def concat(parts: Sequence[Samples]) -> Samples:
+        if not parts or not all(isinstance(p, Samples) for p in parts):
+            raise ValueError("concat needs a non-empty sequence of Samples")
         return Samples(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
 
     @classmethod
@@ -560,6 +563,9 @@ def prepare(folder: str | Path, names: Sequence[str] = ("mnist", "olivetti")) ->
     Existing files listed in the folder's manifest are only verified; missing ones are
     downloaded once and written atomically, so tests and chapters never download later.
     """
+    unknown = [n for n in names if n not in SOURCES]
+    if isinstance(names, str) or unknown:
+        raise ValueError(f"names must be a list of datasets from {sorted(SOURCES)}, got {names!r}")
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / "MANIFEST.json"

@@ -236,3 +236,19 @@ def test_subset_takes_a_boolean_mask_as_a_mask():
 def test_dataset_helpers_check_their_arguments(olivetti, call, error, message):
     with pytest.raises(error, match=message):
         call(olivetti)
+
+
+def test_batches_concat_and_prepare_check_their_arguments(tmp_path):
+    s = Samples(torch.randn(4, 2), torch.arange(4))
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        next(s.batches(0))
+    with pytest.raises(TypeError, match="batch_size must be an int, got 2.0"):
+        next(s.batches(2.0))
+    with pytest.raises(ValueError, match="concat needs a non-empty sequence of Samples"):
+        Samples.concat([])
+    from forgetkit.data import prepare
+
+    with pytest.raises(ValueError, match="names must be a list of datasets"):
+        prepare(tmp_path, ["imagenet"])
+    with pytest.raises(ValueError, match="names must be a list of datasets"):
+        prepare(tmp_path, "mnist")
