@@ -7,13 +7,13 @@ renamed, so a crash never leaves a half-written checkpoint under an entry's name
 never executes pickled code.
 
 The cache does not trust its files. Each entry records its own key and a SHA-256 digest of
-its tensors (names, dtypes, shapes and bytes) in its header; :meth:`CheckpointCache.load`
-recomputes both, and an entry that is unreadable, truncated, altered, renamed from another
-key or not safetensors at all (a pickle, say) is a *miss*: it is reported with a
-:class:`CacheWarning` naming the file, and the caller retrains and overwrites it. Entries
-written before digests were recorded (forgetkit 0.x caches without ``integrity`` in the
-header) cannot be verified and are treated the same way: a miss, with a warning, retrained
-once and then stored with a digest.
+its tensors (names, dtypes, shapes and bytes) in its header, and
+:meth:`~forgetkit.cache.CheckpointCache.load` recomputes both. An entry that is unreadable,
+truncated, altered, renamed from another key or not safetensors at all (a pickle, say) is a
+*miss*: it is reported with a :class:`~forgetkit.cache.CacheWarning` naming the file, and
+the caller retrains and overwrites it. Entries written before digests were recorded (caches
+without ``integrity`` in the header) cannot be verified and are treated the same way: a
+miss, with a warning, retrained once and then stored with a digest.
 """
 
 from __future__ import annotations
