@@ -136,12 +136,14 @@ class Samples:
 
     @classmethod
     def coerce(cls, data: Any, what: str = "data") -> Samples:
-        """Accept ``Samples``, an ``(x, y)`` pair, a ``TensorDataset`` or a ``DataLoader``.
+        """Accept ``Samples``, an ``(x, y)`` pair, a ``TensorDataset``, a map-style
+        ``Dataset`` or a ``DataLoader``.
 
-        A ``DataLoader`` may yield ``(inputs, labels)`` pairs or dicts with one input key
-        (``image``, ``images``, ``input``, ``inputs``, ``x``, ``pixel_values``) and one label
-        key (``label``, ``labels``, ``target``, ``targets``, ``y``), as Hugging Face-style
-        datasets do. ``what`` names the argument in error messages ("forget set", ...).
+        A ``DataLoader`` (or ``Dataset``) may yield ``(inputs, labels)`` pairs or dicts with
+        one input key (``image``, ``images``, ``input``, ``inputs``, ``x``,
+        ``pixel_values``) and one label key (``label``, ``labels``, ``target``, ``targets``,
+        ``y``), as Hugging Face-style datasets do. ``what`` names the argument in error
+        messages ("forget set", ...).
         """
         if isinstance(data, Samples):
             out = data
@@ -151,7 +153,12 @@ class Samples:
             if len(data.tensors) < 2:
                 raise ValueError(f"{what}: a TensorDataset needs (inputs, labels) tensors")
             out = cls(data.tensors[0], data.tensors[1])
-        elif isinstance(data, torch.utils.data.DataLoader):
+        elif isinstance(data, torch.utils.data.DataLoader | torch.utils.data.Dataset):
+            if not isinstance(data, torch.utils.data.DataLoader):  # a map-style dataset
+                if not hasattr(data, "__len__"):
+                    raise TypeError(f"{what}: a {type(data).__name__} has no length; wrap it "
+                                    "in a DataLoader")  # fmt: skip
+                data = torch.utils.data.DataLoader(data, batch_size=1024)
             xs, ys = [], []
             for batch in data:
                 x, y = _unpack_batch(batch, what)
@@ -159,11 +166,17 @@ class Samples:
                 ys.append(_tensor(y, what, "labels"))
             if not xs:
                 raise ValueError(f"{what} is empty: the DataLoader yielded no batches")
+            shapes = sorted({tuple(x.shape[1:]) for x in xs} | {tuple(y.shape[1:]) for y in ys})
+            if len({tuple(x.shape[1:]) for x in xs}) > 1 or any(y.ndim != 1 for y in ys):
+                raise ValueError(
+                    f"{what}: the batches' inputs and labels do not stack (shapes after the "
+                    f"batch dimension: {shapes}); labels must be 1-D"
+                )
             out = cls(torch.cat(xs), torch.cat(ys))
         else:
             raise TypeError(
-                f"{what}: expected Samples, an (inputs, labels) pair, a TensorDataset or a "
-                f"DataLoader, got {type(data).__name__}"
+                f"{what}: expected Samples, an (inputs, labels) pair, a TensorDataset, a "
+                f"Dataset or a DataLoader, got {type(data).__name__}"
             )
         if len(out) == 0:
             raise ValueError(f"{what} is empty")

@@ -261,7 +261,7 @@ def test_training_killed_at_a_random_point_leaves_nothing_trusted(data, tmp_path
     save_file({"x": data.x.contiguous(), "y": data.y.contiguous()}, str(data_file))
     rng = random.Random(os.getpid())  # a different kill point on every run
     outcomes = []
-    for i, mode in enumerate(("random", "die-while-saving")):
+    for i, mode in enumerate(("random", "die-while-saving", "complete")):
         folder = tmp_path / f"run{i}"
         folder.mkdir()
         child = _child(folder, mode, data_file)
@@ -279,8 +279,9 @@ def test_training_killed_at_a_random_point_leaves_nothing_trusted(data, tmp_path
         assert again.cached == bool(trusted)
         assert _same(again.model, reference.model)
         outcomes.append((mode, child.returncode, again.cached))
-    mode, code, cached = outcomes[-1]
-    assert code == -signal.SIGKILL and not cached, outcomes  # the half-written file was unseen
+    assert outcomes[1][1:] == (-signal.SIGKILL, False), outcomes  # the half-written file unseen
+    assert outcomes[2][1:] == (0, True), outcomes  # a finished run's entry is trusted, and its
+    # weights (trained in another process) are bit-identical to the ones trained here
     assert [p.name for p in (tmp_path / "run1").glob("*.safetensors")] == [
         f"{reference.key}.safetensors"
     ]

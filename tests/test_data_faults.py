@@ -252,3 +252,28 @@ def test_batches_concat_and_prepare_check_their_arguments(tmp_path):
         prepare(tmp_path, ["imagenet"])
     with pytest.raises(ValueError, match="names must be a list of datasets"):
         prepare(tmp_path, "mnist")
+
+
+class _DictDataset(torch.utils.data.Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"image": self.x[i], "label": self.y[i]}
+
+
+def test_map_style_datasets_are_accepted():
+    x, y = torch.randn(7, 1, 2, 2), torch.arange(7) % 2
+    s = Samples.coerce(_DictDataset(x, y), "forget set")
+    assert torch.equal(s.x, x) and torch.equal(s.y, y)
+
+
+def test_batches_that_do_not_stack_are_named():
+    items = [(torch.zeros(2), 0), (torch.zeros(3), 1)]
+    with pytest.raises(
+        ValueError, match=r"retain set: the batches' inputs and labels do not stack"
+    ):
+        Samples.coerce(torch.utils.data.DataLoader(items, batch_size=1), "retain set")
