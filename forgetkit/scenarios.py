@@ -41,9 +41,9 @@ class ForgetTask:
     forget_classes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        n_train, n_test = len(self.data.train), len(self.data.test)
         if not isinstance(self.data, ImageDataset):
             raise TypeError(f"data must be an ImageDataset, got {type(self.data).__name__}")
+        n_train, n_test = len(self.data.train), len(self.data.test)
         for part, pool in (("forget", n_train), ("retain", n_train), ("test", n_test),
                            ("heldout", n_test)):  # fmt: skip
             idx = np.asarray(getattr(self, part))

@@ -242,3 +242,8 @@ def test_injected_spec(n, seed, h):
 def test_bad_specs_are_named(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+def test_a_task_needs_a_dataset():
+    with pytest.raises(TypeError, match="data must be an ImageDataset, got Samples"):
+        ForgetTask(DATA.train, np.arange(2), np.arange(2, 5), np.arange(10), np.arange(10, 20), "x")

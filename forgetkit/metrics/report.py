@@ -167,7 +167,8 @@ def _as_list(value: Any, where: str) -> list[tuple[nn.Module, float | None, Any]
 
 def _training_data_hash(item: Any) -> str | None:
     """The hash of the data a ``TrainedModel`` was trained on (``None`` if unknown)."""
-    payload = item.meta.get("payload") if isinstance(item, TrainedModel) else None
+    meta = item.meta if isinstance(item, TrainedModel) else None
+    payload = meta.get("payload") if isinstance(meta, Mapping) else None
     data = payload.get("data") if isinstance(payload, Mapping) else None
     return data if isinstance(data, str) else None
 
