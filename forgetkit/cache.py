@@ -13,7 +13,8 @@ truncated, altered, renamed from another key or not safetensors at all (a pickle
 *miss*: it is reported with a :class:`~forgetkit.cache.CacheWarning` naming the file, and
 the caller retrains and overwrites it. Entries written before digests were recorded (caches
 without ``integrity`` in the header) cannot be verified and are treated the same way: a
-miss, with a warning, retrained once and then stored with a digest.
+miss, with a warning, retrained once and then stored with a digest; whoever wrote such a
+cache can instead vouch for it once with :meth:`~forgetkit.cache.CheckpointCache.adopt_legacy`.
 """
 
 from __future__ import annotations
@@ -156,6 +157,29 @@ class CheckpointCache:
                          "corrupt)")  # fmt: skip
             return None
         return tensors, meta if isinstance(meta, dict) else {}
+
+    def adopt_legacy(self) -> list[Path]:
+        """Stamp entries written before content hashes (readable safetensors files without an
+        integrity record) with their key and digest, so they load as hits again.
+
+        This trusts those files as they are now: run it once, by hand, only on a cache that
+        forgetkit itself wrote (it spares retraining every checkpoint after an upgrade).
+        Entries that are unreadable or already stamped are left alone. Returns the stamped
+        files.
+        """
+        stamped = []
+        for path in sorted(self.root.glob("*.safetensors")):
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    header = f.metadata() or {}
+                    tensors = {name: f.get_tensor(name).clone() for name in f.keys()}  # noqa: SIM118
+            except (SafetensorError, OSError, ValueError, RuntimeError):
+                continue
+            if "integrity" in header:
+                continue
+            self.save(path.stem, tensors, json.loads(header.get("forgetkit", "{}")))
+            stamped.append(path)
+        return stamped
 
     def save(self, key: str, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
         path = self.path(key)

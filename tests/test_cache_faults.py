@@ -287,3 +287,17 @@ def test_training_killed_at_a_random_point_leaves_nothing_trusted(data, tmp_path
     ]
     leftovers = json.dumps(sorted(p.name for p in (tmp_path / "run1").iterdir()))
     assert ".tmp" in leftovers  # the killed writer's temporary file, never read as an entry
+
+
+def test_legacy_entries_can_be_adopted_once_by_hand(data, tmp_path):
+    store = CheckpointCache(tmp_path)
+    first = train_model(CFG, data, QUICK, seed=0, device="cpu", cache=store)
+    _legacy(store.path(first.key), None)
+    (tmp_path / "broken.safetensors").write_bytes(b"junk")
+    assert store.adopt_legacy() == [store.path(first.key)]  # the unreadable file is left alone
+    assert store.adopt_legacy() == []  # already stamped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        again = train_model(CFG, data, QUICK, seed=0, device="cpu", cache=store)
+    assert again.cached and _same(again.model, first.model)
+    assert again.history == first.history
