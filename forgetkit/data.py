@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ class _Source:
     classes: tuple[str, ...]
     exact: bool
     note: str
-    content_sha256: str | None = None  # of the raw arrays, for datasets that must be exact
+    content_sha256: str | None = None  # of the raw arrays in layout order: a content pin
 
 
 SOURCES: dict[str, _Source] = {
@@ -60,6 +61,7 @@ SOURCES: dict[str, _Source] = {
         CIFAR10_CLASSES, False,
         "CIFAR-10 15k subset decoded from JPEG (lossy: about 30 dB PSNR against the official "
         "pixels)",
+        "012fbeb4efb05e0b07f58b5048097e611e8d6b0f6c4fc5e67bde16b593aa22ff",
     ),
     "olivetti": _Source(
         "olivetti_faces.npz", (0.5192,), (0.1637,), tuple(f"person {i}" for i in range(40)), True,
@@ -90,7 +92,11 @@ class Samples:
                 f"{self.y.shape[0]} labels"
             )
         if self.y.dtype != torch.int64:
-            object.__setattr__(self, "y", self.y.long())
+            object.__setattr__(self, "y", _as_labels(self.y))
+        if self.y.numel() and int(self.y.min()) < 0:
+            raise ValueError(
+                f"labels must be class indices >= 0, got a label of {int(self.y.min())}"
+            )
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -103,13 +109,16 @@ class Samples:
         return Samples(self.x.to(device), self.y.to(device))
 
     def subset(self, index: Tensor | np.ndarray | Sequence[int]) -> Samples:
-        idx = torch.as_tensor(np.asarray(index), dtype=torch.long, device=self.x.device)
-        return Samples(self.x[idx], self.y[idx])
+        """The samples at ``index`` (integer positions, or a boolean mask of length n)."""
+        idx = _as_index(index, len(self), "index")
+        return Samples(self.x[torch.as_tensor(idx, device=self.x.device)],
+                       self.y[torch.as_tensor(idx, device=self.y.device)])  # fmt: skip
 
     def batches(
         self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(x, y)`` mini-batches; shuffling draws only from ``generator``."""
+        batch_size = _positive_int(batch_size, "batch_size")
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else None
         for start in range(0, n, batch_size):
@@ -121,34 +130,53 @@ class Samples:
 
     @staticmethod
     def concat(parts: Sequence[Samples]) -> Samples:
+        if not parts or not all(isinstance(p, Samples) for p in parts):
+            raise ValueError("concat needs a non-empty sequence of Samples")
         return Samples(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
 
     @classmethod
     def coerce(cls, data: Any, what: str = "data") -> Samples:
-        """Accept ``Samples``, an ``(x, y)`` pair, a ``TensorDataset`` or a ``DataLoader``.
+        """Accept ``Samples``, an ``(x, y)`` pair, a ``TensorDataset``, a map-style
+        ``Dataset`` or a ``DataLoader``.
 
-        ``what`` names the argument in error messages ("forget set", "retain set", ...).
+        A ``DataLoader`` (or ``Dataset``) may yield ``(inputs, labels)`` pairs or dicts with
+        one input key (``image``, ``images``, ``input``, ``inputs``, ``x``,
+        ``pixel_values``) and one label key (``label``, ``labels``, ``target``, ``targets``,
+        ``y``), as Hugging Face-style datasets do. ``what`` names the argument in error
+        messages ("forget set", ...).
         """
         if isinstance(data, Samples):
             out = data
         elif isinstance(data, tuple | list) and len(data) == 2:
-            out = cls(torch.as_tensor(data[0]), torch.as_tensor(data[1]))
+            out = cls(_tensor(data[0], what, "inputs"), _tensor(data[1], what, "labels"))
         elif isinstance(data, torch.utils.data.TensorDataset):
             if len(data.tensors) < 2:
                 raise ValueError(f"{what}: a TensorDataset needs (inputs, labels) tensors")
             out = cls(data.tensors[0], data.tensors[1])
-        elif isinstance(data, torch.utils.data.DataLoader):
+        elif isinstance(data, torch.utils.data.DataLoader | torch.utils.data.Dataset):
+            if not isinstance(data, torch.utils.data.DataLoader):  # a map-style dataset
+                if not hasattr(data, "__len__"):
+                    raise TypeError(f"{what}: a {type(data).__name__} has no length; wrap it "
+                                    "in a DataLoader")  # fmt: skip
+                data = torch.utils.data.DataLoader(data, batch_size=1024)
             xs, ys = [], []
             for batch in data:
-                xs.append(torch.as_tensor(batch[0]))
-                ys.append(torch.as_tensor(batch[1]))
+                x, y = _unpack_batch(batch, what)
+                xs.append(_tensor(x, what, "inputs"))
+                ys.append(_tensor(y, what, "labels"))
             if not xs:
                 raise ValueError(f"{what} is empty: the DataLoader yielded no batches")
+            shapes = sorted({tuple(x.shape[1:]) for x in xs} | {tuple(y.shape[1:]) for y in ys})
+            if len({tuple(x.shape[1:]) for x in xs}) > 1 or any(y.ndim != 1 for y in ys):
+                raise ValueError(
+                    f"{what}: the batches' inputs and labels do not stack (shapes after the "
+                    f"batch dimension: {shapes}); labels must be 1-D"
+                )
             out = cls(torch.cat(xs), torch.cat(ys))
         else:
             raise TypeError(
-                f"{what}: expected Samples, an (inputs, labels) pair, a TensorDataset or a "
-                f"DataLoader, got {type(data).__name__}"
+                f"{what}: expected Samples, an (inputs, labels) pair, a TensorDataset, a "
+                f"Dataset or a DataLoader, got {type(data).__name__}"
             )
         if len(out) == 0:
             raise ValueError(f"{what} is empty")
@@ -157,6 +185,86 @@ class Samples:
         if not bool(torch.isfinite(out.x).all()):
             raise ValueError(f"{what}: inputs contain NaN or infinite values")
         return out
+
+
+INPUT_KEYS = ("image", "images", "input", "inputs", "x", "pixel_values")
+LABEL_KEYS = ("label", "labels", "target", "targets", "y")
+
+
+def _unpack_batch(batch: Any, what: str) -> tuple[Any, Any]:
+    """``(inputs, labels)`` of one DataLoader batch, a pair or a dict with known keys."""
+    if isinstance(batch, dict):
+        found = sorted(map(str, batch))
+        x_keys = [k for k in INPUT_KEYS if k in batch]
+        y_keys = [k for k in LABEL_KEYS if k in batch]
+        if len(x_keys) != 1 or len(y_keys) != 1:
+            raise ValueError(
+                f"{what}: the DataLoader yields dicts with keys {found}; expected exactly one "
+                f"input key of {list(INPUT_KEYS)} and one label key of {list(LABEL_KEYS)} "
+                "(rename them, or pass an (inputs, labels) pair)"
+            )
+        return batch[x_keys[0]], batch[y_keys[0]]
+    if isinstance(batch, tuple | list) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise TypeError(
+        f"{what}: the DataLoader must yield (inputs, labels) pairs or dicts, got a "
+        f"{type(batch).__name__}"
+        + (f" of length {len(batch)}" if hasattr(batch, "__len__") else "")
+    )
+
+
+def _tensor(value: Any, what: str, part: str) -> Tensor:
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"{what}: the {part} must be a tensor or an array of numbers, got "
+            f"{type(value).__name__} ({err})"
+        ) from err
+
+
+def _as_labels(y: Tensor) -> Tensor:
+    """Labels as int64 class indices; float labels must be whole numbers (never truncated)."""
+    if y.dtype == torch.bool or y.is_complex():
+        raise TypeError(f"labels must be integer class indices, got dtype {y.dtype}")
+    if torch.is_floating_point(y):
+        bad = ~torch.isfinite(y) | (y != torch.round(y))
+        if bool(bad.any()):
+            first = y[bad][0].item()
+            raise ValueError(
+                f"labels must be whole numbers (class indices), got {first!r} in a float "
+                f"tensor; {int(bad.sum())} of {y.numel()} labels are not whole"
+            )
+    return y.long()
+
+
+def _as_index(index: Any, n: int, what: str) -> np.ndarray:
+    """``index`` as a 1-D int64 array of positions in ``range(n)``, from integers or a mask."""
+    if isinstance(index, Tensor):
+        index = index.detach().cpu().numpy()
+    idx = np.asarray(index)
+    if idx.ndim != 1:
+        raise ValueError(f"{what} must be 1-D, got an array of shape {idx.shape}")
+    if idx.dtype == bool:
+        if idx.size != n:
+            raise ValueError(f"{what}: a boolean mask needs {n} entries, got {idx.size}")
+        return np.flatnonzero(idx)
+    if idx.size == 0:
+        return idx.astype(np.int64)
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"{what} must hold integers (or be a boolean mask), got dtype {idx.dtype}")
+    if idx.min() < -n or idx.max() >= n:
+        bad = idx[(idx < -n) | (idx >= n)][0]
+        raise ValueError(f"{what}: position {bad} is out of range for {n} samples")
+    return idx.astype(np.int64)
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{what} must be an int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{what} must be >= 1, got {value}")
+    return int(value)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -205,6 +313,9 @@ class ImageDataset:
 
     def subsample(self, n_train: int | None = None, n_test: int | None = None, *, seed: int = 0):
         """A class-stratified subset of the train and test parts, reproducible from ``seed``."""
+        for n, what in ((n_train, "n_train"), (n_test, "n_test")):
+            if n is not None:
+                _positive_int(n, what)
         rng = np.random.default_rng(seed)
         train = (
             self.train
@@ -221,6 +332,7 @@ class ImageDataset:
 
     def resized(self, size: int) -> ImageDataset:
         """Area-downsampled images (e.g. Olivetti's 64x64 to 32x32 for faster models)."""
+        size = _positive_int(size, "size")
 
         def shrink(s: Samples) -> Samples:
             return Samples(F.interpolate(s.x, size=(size, size), mode="area"), s.y)
@@ -262,19 +374,71 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-@functools.cache
-def _verified(path: Path, size: int, mtime: float) -> None:
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """Size and modification time of a file (``None`` if absent): a memo key per version."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _read_manifest(manifest: Path) -> list[dict[str, Any]]:
+    """The entries of a MANIFEST.json, each with a ``file`` and a ``sha256``, or a clear error."""
+    fix = (f"restore it from the data folder you copied, or delete it and run "
+           f"`forgetkit-data prepare {manifest.parent}` to rebuild it")  # fmt: skip
+    try:
+        entries = json.loads(manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{manifest} is not valid JSON ({err}); {fix}") from err
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("sha256"), str)
+        for e in entries
+    ):
+        raise ValueError(
+            f"{manifest} is malformed: expected a list of {{'file': ..., 'sha256': ...}} "
+            f"entries; {fix}"
+        )
+    return entries
+
+
+def _verified(path: Path) -> None:
     """Check ``path`` against the MANIFEST.json beside it (memoised per file version)."""
     manifest = path.parent / "MANIFEST.json"
-    if not manifest.exists():
+    _verified_version(path, _stamp(path), _stamp(manifest))
+
+
+@functools.cache
+def _verified_version(path: Path, stamp: Any, manifest_stamp: Any) -> None:
+    manifest = path.parent / "MANIFEST.json"
+    if manifest_stamp is None:
         raise FileNotFoundError(
             f"{path.parent} has no MANIFEST.json; run `forgetkit-data prepare {path.parent}`"
         )
-    entries = {e["file"]: e for e in json.loads(manifest.read_text())}
+    entries = {e["file"]: e for e in _read_manifest(manifest)}
     if path.name not in entries:
         raise ValueError(f"{path.name} is not listed in {manifest}")
     if _sha256(path) != entries[path.name]["sha256"]:
-        raise ValueError(f"{path} does not match the checksum in {manifest}: the file is corrupt")
+        raise ValueError(
+            f"{path} does not match the checksum in {manifest}: the file is corrupt or "
+            "truncated; copy it again from the original data folder (or delete it and run "
+            f"`forgetkit-data prepare {path.parent}`)"
+        )
+
+
+def _read_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named arrays of an ``.npz`` file (pickles refused), or an error naming the file."""
+    fix = "copy it again from the original data folder or rebuild it with `forgetkit-data prepare`"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = list(z.files)
+            arrays = {k: np.asarray(z[k]) for k in keys if k in files}
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable .npz archive ({err}); {fix}") from err
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks the arrays {missing} (it holds {files}); {fix}")
+    return arrays
 
 
 def _content_sha256(arrays: Sequence[np.ndarray]) -> str:
@@ -293,9 +457,8 @@ def _raw_arrays(name: str, root: Path | None, download: bool) -> dict[str, np.nd
     src = SOURCES[name]
     if root is not None and (root / src.file).exists():
         path = root / src.file
-        _verified(path, path.stat().st_size, path.stat().st_mtime)
-        with np.load(path, allow_pickle=False) as z:
-            return {k: np.asarray(z[k]) for k in _LAYOUT.get(name, _DEFAULT_LAYOUT)}
+        _verified(path)
+        return _read_npz(path, _LAYOUT.get(name, _DEFAULT_LAYOUT))
     if name == "cifar10-jpeg15k":
         raise FileNotFoundError(
             f"the CIFAR-10 JPEG subset exists only as an offline file ({src.file}); "
@@ -354,23 +517,35 @@ def load_dataset(name: str, *, root: str | Path | None = None, download: bool | 
     folder's MANIFEST.json; otherwise downloads the official data unless ``download`` is
     false or ``$FORGETKIT_OFFLINE`` is ``1``.
     """
-    if name not in SOURCES:
+    if not isinstance(name, str) or name not in SOURCES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(SOURCES)}")
-    return _load_cached(name, None if root is None else str(root), download)
-
-
-@functools.lru_cache(maxsize=8)
-def _load_cached(name: str, root: str | None, download: bool | None) -> ImageDataset:
-    src = SOURCES[name]
+    if download is not None and not isinstance(download, bool):
+        raise TypeError(f"download must be True, False or None, got {download!r}")
+    # Everything the result depends on is resolved here, so the memo below never serves a
+    # dataset from a folder, setting or file version other than the current one.
     folder = Path(root).expanduser() if root is not None else data_dir()
     if download is None:
         download = os.environ.get(OFFLINE_ENV, "0") != "1"
+    file = None if folder is None else folder / SOURCES[name].file
+    stamp = None if file is None else (_stamp(file), _stamp(folder / "MANIFEST.json"))
+    return _load_cached(name, None if folder is None else str(folder), download, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, root: str | None, download: bool, stamp: Any) -> ImageDataset:
+    src = SOURCES[name]
+    folder = None if root is None else Path(root)
     arrays = _raw_arrays(name, folder, download)
     if (
         src.content_sha256 is not None
         and _content_sha256(list(arrays.values())) != src.content_sha256
     ):
-        raise ValueError(f"{name}: the arrays differ from the official release")
+        where = folder / src.file if folder is not None else "the downloaded files"
+        raise ValueError(
+            f"{name}: the arrays in {where} differ from the pinned content (sha256 "
+            f"{src.content_sha256[:12]}...); the file is not the release forgetkit expects, "
+            "so copy the original file again"
+        )
     x_tr, y_tr, x_te, y_te = _train_test(name, arrays)
     dataset = ImageDataset(
         name=name,
@@ -401,16 +576,19 @@ def prepare(folder: str | Path, names: Sequence[str] = ("mnist", "olivetti")) ->
     Existing files listed in the folder's manifest are only verified; missing ones are
     downloaded once and written atomically, so tests and chapters never download later.
     """
+    unknown = [n for n in names if n not in SOURCES]
+    if isinstance(names, str) or unknown:
+        raise ValueError(f"names must be a list of datasets from {sorted(SOURCES)}, got {names!r}")
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / "MANIFEST.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
+    manifest = _read_manifest(manifest_path) if manifest_path.exists() else []
     listed = {e["file"] for e in manifest}
     for name in names:
         src = SOURCES[name]
         path = folder / src.file
         if path.exists() and src.file in listed:
-            _verified(path, path.stat().st_size, path.stat().st_mtime)
+            _verified(path)
             continue
         if name == "cifar10-jpeg15k":
             raise FileNotFoundError("the CIFAR-10 JPEG subset cannot be downloaded; copy it")

@@ -3,6 +3,14 @@
 A :class:`ForgetTask` holds a dataset and four disjoint index sets: ``forget`` and ``retain``
 partition the training part; ``test`` and ``heldout`` partition the test part, the held-out
 samples serving as known non-members for membership-inference attacks.
+
+Sizes: an ``int`` ``n`` is a count of samples; a ``float`` ``n`` is a fraction of the pool it
+is drawn from (all training samples for :func:`forget_random`, the class's samples for
+:func:`forget_subclass`), rounded to the nearest count and at least 1. A request that would
+leave nothing to retain (``forget_random(data, 1.0)``, or all of a class in
+:func:`forget_subclass`) is an error, not silently shrunk. ``bool`` is neither a count nor a
+fraction and is refused, like strings. Every bad argument raises ``TypeError`` (wrong kind)
+or ``ValueError`` (wrong value) naming the argument.
 """
 
 from __future__ import annotations
@@ -33,10 +41,17 @@ class ForgetTask:
     forget_classes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.data, ImageDataset):
+            raise TypeError(f"data must be an ImageDataset, got {type(self.data).__name__}")
         n_train, n_test = len(self.data.train), len(self.data.test)
         for part, pool in (("forget", n_train), ("retain", n_train), ("test", n_test),
                            ("heldout", n_test)):  # fmt: skip
-            idx = np.asarray(getattr(self, part), dtype=np.int64)
+            idx = np.asarray(getattr(self, part))
+            if idx.ndim != 1:
+                raise ValueError(f"{part} indices must be 1-D, got shape {idx.shape}")
+            if idx.size and not np.issubdtype(idx.dtype, np.integer):
+                raise TypeError(f"{part} indices must be integers, got dtype {idx.dtype}")
+            idx = idx.astype(np.int64)
             object.__setattr__(self, part, idx)
             if idx.size and (idx.min() < 0 or idx.max() >= pool):
                 raise ValueError(f"{part} indices out of range: the pool has {pool} samples")
@@ -50,6 +65,11 @@ class ForgetTask:
             raise ValueError("forget and retain sets overlap")
         if np.intersect1d(self.test, self.heldout).size:
             raise ValueError("test and held-out sets overlap")
+        if self.test.size == 0 or self.heldout.size == 0:
+            raise ValueError(
+                f"the test and held-out sets must both be non-empty, got {self.test.size} and "
+                f"{self.heldout.size}"
+            )
 
     # The four parts as tensors ------------------------------------------------------
     @property
@@ -96,36 +116,75 @@ class ForgetTask:
 # --------------------------------------------------------------------------- helpers
 
 
-def _class_index(data: ImageDataset, cls: int | str) -> int:
+def _check_data(data: Any) -> ImageDataset:
+    if not isinstance(data, ImageDataset):
+        hint = " (pass task.data to build another task on its dataset)" if isinstance(
+            data, ForgetTask) else ""  # fmt: skip
+        raise TypeError(f"data must be an ImageDataset (from forgetkit.load_dataset), got "
+                        f"{type(data).__name__}{hint}")  # fmt: skip
+    return data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _rng(seed: Any) -> np.random.Generator:
+    if not _is_int(seed):
+        raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return np.random.default_rng(int(seed))
+
+
+def _class_index(data: ImageDataset, cls: int | str, arg: str = "cls") -> int:
     if isinstance(cls, str):
         if cls not in data.classes:
-            raise ValueError(f"unknown class {cls!r} for {data.name}; classes: {data.classes}")
+            raise ValueError(f"{arg}: unknown class {cls!r} for {data.name}; classes: "
+                             f"{data.classes}")  # fmt: skip
         return data.classes.index(cls)
-    if isinstance(cls, bool) or not isinstance(cls, int | np.integer):
-        raise TypeError(f"a class is an int or a class name, got {type(cls).__name__}")
+    if not _is_int(cls):
+        raise TypeError(f"{arg}: a class is an int or a class name, got {cls!r} "
+                        f"({type(cls).__name__})")  # fmt: skip
     if not 0 <= int(cls) < data.num_classes:
-        raise ValueError(f"class {cls} is not in {data.name} (classes 0..{data.num_classes - 1})")
+        raise ValueError(f"{arg}: class {cls} is not in {data.name} (classes 0.."
+                         f"{data.num_classes - 1})")  # fmt: skip
     return int(cls)
 
 
-def _count(n: int | float, available: int, what: str) -> int:
-    """``n`` as a count (an int) or a fraction of ``available`` (a float in (0, 1])."""
-    if isinstance(n, float):
-        if not 0 < n <= 1:
-            raise ValueError(f"{what}: a fraction must lie in (0, 1], got {n}")
-        n = max(1, round(n * available))
-    if n <= 0:
-        raise ValueError(f"{what}: the forget set would be empty (n={n})")
-    if n > available:
-        raise ValueError(f"{what}: asked for {n} samples but only {available} exist")
-    return int(n)
+def _count(n: Any, available: int, what: str, arg: str = "n") -> int:
+    """``n`` as a count (an int) or a fraction of ``available`` (a float in (0, 1]), leaving
+    at least one of the ``available`` samples untouched."""
+    if isinstance(n, float | np.floating):
+        if not 0 < n <= 1:  # NaN fails this too
+            raise ValueError(f"{what}: {arg}={n} as a fraction must lie in (0, 1]")
+        k = max(1, round(float(n) * available))
+    elif _is_int(n):
+        k = int(n)
+        if k <= 0:
+            raise ValueError(f"{what}: {arg}={k} leaves the forget set empty (n must be >= 1)")
+    else:
+        raise TypeError(f"{what}: {arg} must be an int (a count) or a float (a fraction), got "
+                        f"{n!r} ({type(n).__name__})")  # fmt: skip
+    if k > available:
+        raise ValueError(f"{what}: {arg}={n} asks for {k} samples but only {available} exist")
+    if k == available:
+        raise ValueError(f"{what}: {arg}={n} would forget all {available} samples and leave "
+                         f"none to retain; the most is {available - 1}")  # fmt: skip
+    return k
 
 
-def _test_split(data: ImageDataset, heldout_fraction: float, rng: np.random.Generator):
+def _test_split(data: ImageDataset, heldout_fraction: Any, rng: np.random.Generator):
+    if not isinstance(heldout_fraction, float | np.floating):
+        raise TypeError(f"heldout_fraction must be a float in (0, 1), got {heldout_fraction!r} "
+                        f"({type(heldout_fraction).__name__})")  # fmt: skip
     if not 0 < heldout_fraction < 1:
         raise ValueError(f"heldout_fraction must lie in (0, 1), got {heldout_fraction}")
     perm = rng.permutation(len(data.test))
-    n_held = round(heldout_fraction * len(perm))
+    n_held = round(float(heldout_fraction) * len(perm))
+    if not 0 < n_held < len(perm):
+        raise ValueError(f"heldout_fraction={heldout_fraction} of {len(perm)} test samples "
+                         f"leaves the test or the held-out set empty")  # fmt: skip
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
 
@@ -143,8 +202,8 @@ def forget_class(
     data: ImageDataset, cls: int | str, *, seed: int = 0, heldout_fraction: float = 0.5
 ) -> ForgetTask:
     """Forget every training sample of one class."""
-    c = _class_index(data, cls)
-    rng = np.random.default_rng(seed)
+    c = _class_index(_check_data(data), cls)
+    rng = _rng(seed)
     forget = np.flatnonzero(data.train.y.numpy() == c)
     if forget.size == 0:
         raise ValueError(f"class {c} has no training samples in {data.name}")
@@ -155,6 +214,7 @@ def forget_identity(
     data: ImageDataset, person: int, *, seed: int = 0, heldout_fraction: float = 0.5
 ) -> ForgetTask:
     """Forget every image of one person (a face dataset's class is an identity)."""
+    _class_index(_check_data(data), person, "person")
     task = forget_class(data, person, seed=seed, heldout_fraction=heldout_fraction)
     return _replace_task(task, kind="identity", spec={"person": task.spec["class"], "seed": seed})
 
@@ -163,13 +223,12 @@ def forget_subclass(
     data: ImageDataset, cls: int | str, n: int | float, *, seed: int = 0,
     heldout_fraction: float = 0.5,
 ) -> ForgetTask:  # fmt: skip
-    """Forget ``n`` random samples (or a fraction) of one class; the rest of it is kept."""
-    c = _class_index(data, cls)
-    rng = np.random.default_rng(seed)
+    """Forget ``n`` random samples (or a fraction of the class) of one class; at least one
+    sample of the class is kept (all of it is :func:`forget_class`)."""
+    c = _class_index(_check_data(data), cls)
+    rng = _rng(seed)
     members = np.flatnonzero(data.train.y.numpy() == c)
-    k = _count(n, members.size, f"sub-class of class {c}")
-    if k == members.size:
-        raise ValueError(f"n={k} takes all of class {c}: use forget_class for that")
+    k = _count(n, members.size, f"sub-class of class {c} (all of it is forget_class)")
     forget = rng.choice(members, size=k, replace=False)
     return _task(data, forget, "subclass", {"class": c, "n": k, "seed": seed}, rng,
                  heldout_fraction)  # fmt: skip
@@ -178,9 +237,11 @@ def forget_subclass(
 def forget_random(
     data: ImageDataset, n: int | float, *, seed: int = 0, heldout_fraction: float = 0.5
 ) -> ForgetTask:
-    """Forget ``n`` training samples (or a fraction) drawn uniformly at random."""
-    rng = np.random.default_rng(seed)
-    k = _count(n, len(data.train) - 1, "random")
+    """Forget ``n`` training samples drawn uniformly at random: an int is a count, a float a
+    fraction of all training samples (rounded, at least 1). At least one sample must be left
+    to retain, so ``n=1.0`` (everything) raises ``ValueError``."""
+    rng = _rng(seed)
+    k = _count(n, len(_check_data(data).train), "random")
     forget = rng.choice(len(data.train), size=k, replace=False)
     return _task(data, forget, "random", {"n": k, "seed": seed}, rng, heldout_fraction)
 
@@ -188,20 +249,28 @@ def forget_random(
 def forget_indices(
     data: ImageDataset, indices, *, seed: int = 0, heldout_fraction: float = 0.5
 ) -> ForgetTask:
-    """Forget the given training indices (checked: in range, distinct, non-empty)."""
-    idx = np.asarray(indices)
+    """Forget the given training indices (checked: 1-D, integers, in range, distinct,
+    non-empty, and not all of them)."""
+    _check_data(data)
+    if isinstance(indices, str | bytes | dict | set):
+        raise TypeError(f"indices must be a 1-D sequence of ints, got {type(indices).__name__}")
+    idx = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices)
+    if idx.ndim != 1:
+        raise ValueError(f"indices must be 1-D, got an array of shape {idx.shape}")
     if idx.size == 0:
-        raise ValueError("the forget set is empty")
+        raise ValueError("indices: the forget set is empty")
     if not np.issubdtype(idx.dtype, np.integer):
-        raise TypeError(f"forget indices must be integers, got dtype {idx.dtype}")
+        raise TypeError(f"indices: forget indices must be integers, got dtype {idx.dtype}")
     if idx.min() < 0 or idx.max() >= len(data.train):
         bad = idx[(idx < 0) | (idx >= len(data.train))][0]
         raise ValueError(
-            f"forget index {bad} is out of range for {len(data.train)} training samples"
+            f"indices: forget index {bad} is out of range for {len(data.train)} training samples"
         )
     if np.unique(idx).size != idx.size:
-        raise ValueError("forget indices contain duplicates")
-    rng = np.random.default_rng(seed)
+        raise ValueError("indices: forget indices contain duplicates")
+    if idx.size == len(data.train):
+        raise ValueError("indices name every training sample: nothing would be left to retain")
+    rng = _rng(seed)
     return _task(data, idx, "indices", {"n": int(idx.size), "seed": seed}, rng, heldout_fraction)
 
 
@@ -216,11 +285,19 @@ def forget_injected(
     :class:`~forgetkit.data.ImageDataset` lends its training images, converted to this
     dataset's channels, size and normalisation.
     """
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
+    _check_data(data)
+    if not _is_int(n):
+        raise TypeError(f"injected: n must be an int (a count of samples to inject), got {n!r} "
+                        f"({type(n).__name__})")  # fmt: skip
     if n <= 0:
-        raise ValueError(f"injected: the forget set would be empty (n={n})")
+        raise ValueError(f"injected: n={n} leaves the forget set empty (n must be >= 1)")
+    n = int(n)
+    if not isinstance(source, str | ImageDataset):
+        raise TypeError(f"source must be 'noise' or an ImageDataset, got "
+                        f"{type(source).__name__}")  # fmt: skip
     c, h, w = data.image_shape
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(int(seed))
     if isinstance(source, str):
         if source != "noise":
             raise ValueError(f"source must be 'noise' or an ImageDataset, got {source!r}")
@@ -228,8 +305,8 @@ def forget_injected(
         origin = "noise"
     else:
         if n > len(source.train):
-            raise ValueError(f"injected: asked for {n} samples but {source.name} has "
-                             f"{len(source.train)}")  # fmt: skip
+            raise ValueError(f"injected: n={n} asks for {n} samples but source {source.name} "
+                             f"has {len(source.train)}")  # fmt: skip
         pick = rng.choice(len(source.train), size=n, replace=False)
         pixels = source.denormalize(source.train.x[torch.as_tensor(pick)])
         pixels = F.interpolate(pixels, size=(h, w), mode="bilinear", antialias=True)

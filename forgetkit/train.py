@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from forgetkit.cache import CheckpointCache, hash_payload, hash_tensors
+from forgetkit.cache import CheckpointCache, hash_payload, hash_tensors, state_mismatch
 from forgetkit.data import Samples
 from forgetkit.models import ModelConfig, build_model
 from forgetkit.runtime import DeviceLike, Stopwatch, generator, resolve_device, seeded
@@ -251,9 +251,15 @@ def train_model(
     model = build_model(model_config, seed=run_seed)
     if init_from is not None:
         model.load_state_dict(init_from.state_dict())
-    if store is not None and (hit := store.load(key)) is not None:
+    hit = store.load(key) if store is not None else None
+    if hit is not None:
         tensors, meta = hit
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        if (problem := state_mismatch(model, state)) is not None:
+            store.discard(key, problem)  # a verified entry that does not fit: a miss
+            hit = None
+    if hit is not None:
+        model.load_state_dict(state)
         artifacts = {k[9:]: v for k, v in tensors.items() if k.startswith("artifact.")}
         for hook in hooks:
             hook.restore(artifacts)

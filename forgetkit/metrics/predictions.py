@@ -8,6 +8,7 @@ as it found it (each submodule's train/eval flag and the device it lives on).
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,19 @@ def _check_model(model: Any, what: str = "model") -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{what} must be a torch.nn.Module, got {type(model).__name__}")
     return model
+
+
+def check_inputs_fit(model: nn.Module, data: Samples, what: str) -> None:
+    """Refuse, before any batch runs, inputs whose dtype differs from the model's weights
+    (a float64 model on float32 data fails deep inside a matrix multiply otherwise)."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    dtypes = sorted({str(t.dtype) for t in tensors if t.is_floating_point()})
+    if dtypes and dtypes != [str(data.x.dtype)]:
+        raise TypeError(
+            f"{what}: the model's weights are {', '.join(dtypes)} but the inputs are "
+            f"{data.x.dtype}; convert the model to match (forgetkit's data and models are "
+            "float32: model.float())"
+        )
 
 
 @contextlib.contextmanager
@@ -51,30 +65,47 @@ def evaluating(model: nn.Module, device: DeviceLike = None) -> Iterator[torch.de
 
 
 def predict(
-    model: nn.Module, samples: Any, *, batch_size: int = 1024, device: DeviceLike = None
+    model: nn.Module,
+    samples: Any,
+    *,
+    batch_size: int = 1024,
+    device: DeviceLike = None,
+    what: str = "samples",
 ) -> Tensor:
     """Logits of ``model`` on ``samples``, shape ``(n, classes)``, float32 on the CPU.
 
     ``samples`` is anything :meth:`~forgetkit.data.Samples.coerce` accepts. The model runs
     in eval mode with gradients off, ``batch_size`` inputs at a time, on ``device``
     (default: wherever the model already is); its mode and device are restored afterwards.
+    A model whose weights' dtype differs from the inputs', or that cannot take inputs of
+    their shape, is refused naming ``what`` (the samples' role in error messages).
     """
     _check_model(model)
-    data = Samples.coerce(samples, "samples")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    data = Samples.coerce(samples, what)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_inputs_fit(model, data, what)
     outs = []
     with evaluating(model, device) as dev, torch.no_grad():
         for start in range(0, len(data), batch_size):
-            out = model(data.x[start : start + batch_size].to(dev))
+            try:
+                out = model(data.x[start : start + batch_size].to(dev))
+            except RuntimeError as err:
+                if start:
+                    raise
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
+                raise ValueError(
+                    f"{what}: the model failed on inputs of shape {tuple(data.x.shape[1:])} "
+                    f"({first}); are these the inputs the model was built for?"
+                ) from err
             if isinstance(out, tuple | list):  # models that also return features
                 out = out[0]
             outs.append(out.detach().float().cpu())
     logits = torch.cat(outs)
     if logits.ndim != 2 or logits.shape[0] != len(data):
         raise ValueError(
-            f"the model returned outputs of shape {tuple(logits.shape)} for {len(data)} "
-            "samples; expected (samples, classes) logits"
+            f"{what}: the model returned outputs of shape {tuple(logits.shape)} for "
+            f"{len(data)} samples; expected (samples, classes) logits"
         )
     return logits
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgetkit.data import Samples
-from forgetkit.metrics.predictions import _check_model, per_sample_loss
+from forgetkit.metrics.predictions import _check_model, check_inputs_fit, per_sample_loss
 from forgetkit.runtime import DeviceLike, model_device, resolve_device
 from forgetkit.train import l2_to_anchor
 
@@ -60,6 +60,12 @@ def _validate(model, threshold_needed: bool, threshold, lr, max_epochs, samples_
         raise ValueError("threshold is NaN")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
+    counts = (max_epochs, samples_per_epoch, batch_size)
+    if any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in counts):
+        raise TypeError(
+            f"max_epochs, samples_per_epoch and batch_size must be ints, got {max_epochs!r}, "
+            f"{samples_per_epoch!r} and {batch_size!r}"
+        )
     if max_epochs < 1 or samples_per_epoch < 1 or batch_size < 1:
         raise ValueError(
             f"max_epochs, samples_per_epoch and batch_size must be >= 1, got {max_epochs}, "
@@ -81,6 +87,7 @@ def _forget_losses(
     if f.x.shape[1:] != p.x.shape[1:]:
         raise ValueError(f"forget inputs have shape {tuple(f.x.shape[1:])} but pool inputs have "
                          f"{tuple(p.x.shape[1:])}")  # fmt: skip
+    check_inputs_fit(model, f, "forget set")
     work = copy.deepcopy(model).to(dev)
     work.eval()
     anchor = [q.detach().clone() for q in work.parameters()] if weight_decay > 0 else None

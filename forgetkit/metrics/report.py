@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from forgetkit.cache import hash_tensors
 from forgetkit.data import Samples
 from forgetkit.methods.base import UnlearnResult
 from forgetkit.metrics.attacks import (
@@ -53,9 +54,11 @@ METRIC_CARDS: dict[str, dict[str, str]] = {
         "definition": "Cross-validated accuracy of a logistic regression on per-sample loss, "
         "telling the forget set (members) from held-out samples (non-members), classes "
         "balanced; 10 stratified shuffle splits.",
-        "direction": "0.5 = indistinguishable; higher = the forget set still looks trained "
-        "on. Closer to the oracle is better (the oracle is not at 0.5 when the forget set "
-        "differs in distribution from the held-out set).",
+        "direction": "Closer to the oracle is better; 0.5 = indistinguishable, and a higher "
+        "score means distinguishable in either direction. In random forgetting the oracle "
+        "is near 0.5 and a higher score means the forget set still looks trained on; in "
+        "class or identity forgetting the oracle is near 1.0 (never-seen classes have high "
+        "loss) and the original near 0.5, so there a score near 0.5 means not forgotten.",
         "source": "NeurIPS 2023 Machine Unlearning Challenge starting kit (Triantafillou et "
         "al.), simple_mia.",
     },
@@ -138,18 +141,18 @@ METRIC_CARDS: dict[str, dict[str, str]] = {
 _MODEL_TYPES = (nn.Module, UnlearnResult, TrainedModel)
 
 
-def _unwrap(item: Any, where: str) -> tuple[nn.Module, float | None]:
+def _unwrap(item: Any, where: str) -> tuple[nn.Module, float | None, Any]:
     if isinstance(item, nn.Module):
-        return item, None
+        return item, None, item
     if isinstance(item, UnlearnResult | TrainedModel):
         if not isinstance(item.model, nn.Module):
             raise TypeError(f"{where}: .model is {type(item.model).__name__}, not a Module")
-        return item.model, float(item.seconds)
+        return item.model, float(item.seconds), item
     raise TypeError(f"{where}: expected an nn.Module, UnlearnResult or TrainedModel, got "
                     f"{type(item).__name__}")  # fmt: skip
 
 
-def _as_list(value: Any, where: str) -> list[tuple[nn.Module, float | None]]:
+def _as_list(value: Any, where: str) -> list[tuple[nn.Module, float | None, Any]]:
     if isinstance(value, _MODEL_TYPES):
         items = [value]
     elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
@@ -160,6 +163,46 @@ def _as_list(value: Any, where: str) -> list[tuple[nn.Module, float | None]]:
         raise TypeError(f"{where}: expected a model (nn.Module, UnlearnResult or TrainedModel) "
                         f"or a list of them, got {type(value).__name__}")  # fmt: skip
     return [_unwrap(m, f"{where}[{i}]") for i, m in enumerate(items)]
+
+
+def _training_data_hash(item: Any) -> str | None:
+    """The hash of the data a ``TrainedModel`` was trained on (``None`` if unknown)."""
+    meta = item.meta if isinstance(item, TrainedModel) else None
+    payload = meta.get("payload") if isinstance(meta, Mapping) else None
+    data = payload.get("data") if isinstance(payload, Mapping) else None
+    return data if isinstance(data, str) else None
+
+
+def _check_against_task(entries: Sequence[tuple[str, int, nn.Module, float | None, Any]],
+                        task: ForgetTask, device: DeviceLike) -> None:  # fmt: skip
+    """Refuse, before any metric is computed, models that do not belong to ``task``: trained
+    on other data (a ``TrainedModel`` records its training data's hash), built for other
+    inputs, weights of another dtype, or another number of classes."""
+    hashes: dict[str, str] = {}
+
+    def task_hash(part: str) -> str:
+        if part not in hashes:
+            data = getattr(task, f"{part}_set")
+            hashes[part] = hash_tensors(data.x, data.y)
+        return hashes[part]
+
+    probe = task.forget_set.subset([0])
+    for method, idx, model, _, item in entries:
+        where = f"oracle[{idx}]" if method == ORACLE else f"models[{method!r}][{idx}]"
+        trained_on = _training_data_hash(item)
+        if trained_on is not None:
+            parts = ("retain",) if method == ORACLE else ("train", "retain")
+            if trained_on not in {task_hash(p) for p in parts}:
+                sets = " or ".join(f"task.{p}_set" for p in parts)
+                raise ValueError(
+                    f"{where} was trained on other data than this task's {sets} (training "
+                    f"data hash {trained_on}, the task's {', '.join(task_hash(p) for p in parts)}"
+                    f"): evaluate models on the task ({task.describe()}) they were trained for"
+                )
+        logits = predict(model, probe, device=device, what=f"{where} on the task's inputs")
+        if logits.shape[1] != task.num_classes:
+            raise ValueError(f"{where} has {logits.shape[1]} outputs but the task has "
+                             f"{task.num_classes} classes")  # fmt: skip
 
 
 @dataclass
@@ -233,6 +276,12 @@ def evaluate(
 
     ``device`` runs every model there (default: wherever each model is); models are left in
     the mode and on the device they came in.
+
+    Before any metric is computed, every model is checked against ``task``: a
+    ``TrainedModel`` records the hash of its training data, which must be the task's
+    training set or retain set (for the oracle: its retain set); and every model must take
+    the task's inputs (their shape and float32 dtype) and have one output per class. A
+    model that fails is refused with ``ValueError`` or ``TypeError`` naming it.
     """
     if not isinstance(models, Mapping):
         raise TypeError(f"models must be a mapping of method name -> model(s), got "
@@ -262,12 +311,13 @@ def evaluate(
         if name == ORACLE:
             raise ValueError(f"{ORACLE!r} is reserved for the oracle; pass those models as "
                              "oracle=...")  # fmt: skip
-    entries: list[tuple[str, int, nn.Module, float | None]] = [
-        (ORACLE, i, m, s) for i, (m, s) in enumerate(_as_list(list(oracle), "oracle"))
+    entries: list[tuple[str, int, nn.Module, float | None, Any]] = [
+        (ORACLE, i, m, s, item) for i, (m, s, item) in enumerate(_as_list(list(oracle), "oracle"))
     ]
     for name, value in models.items():
         listed = _as_list(value, f"models[{name!r}]")
-        entries += [(name, i, m, s) for i, (m, s) in enumerate(listed)]
+        entries += [(name, i, m, s, item) for i, (m, s, item) in enumerate(listed)]
+    _check_against_task(entries, task, device)
 
     sets = {"forget": task.forget_set, "retain": task.retain_set, "test": task.test_set,
             "heldout": task.heldout_set}  # fmt: skip
@@ -280,13 +330,13 @@ def evaluate(
         for sub, mask in (("test_forgotten", forgotten), ("test_kept", ~forgotten)):
             if bool(mask.any()):
                 extra[sub] = mask
-    outs = [_outputs(m, sets, extra, s, device) for _, _, m, s in entries]
+    outs = [_outputs(m, sets, extra, s, device) for _, _, m, s, _ in entries]
     n_oracle = len(oracle)
     oracle_outs = outs[:n_oracle]
     want = set(metrics)
     rows: list[tuple[str, int, str, str, float]] = []
     acc_splits = ("forget", "retain", "test", *extra)
-    for k, ((method, idx, _, seconds), out) in enumerate(zip(entries, outs, strict=True)):
+    for k, ((method, idx, _, seconds, _), out) in enumerate(zip(entries, outs, strict=True)):
         is_oracle = k < n_oracle
         refs = [o for j, o in enumerate(oracle_outs) if not (is_oracle and j == k)]
 
