@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,7 +15,6 @@ from forgetkit.metrics import (
     METRIC_CARDS,
     activation_distance,
     evaluate,
-    mia_entropy_svc,
     mia_loss_cv,
     predict,
     relearn_time,
@@ -72,21 +72,32 @@ def test_an_oracle_of_another_task_is_refused(trained, toy):
         evaluate({}, task, [original], metrics=["accuracy"])  # the original is no oracle
 
 
-def test_float64_models_are_refused_up_front(trained):
+def test_float64_models_are_evaluated_in_their_own_dtype(trained):
     task, original, oracle = trained
     wide = copy.deepcopy(original.model).double()
-    message = r"models\['m'\]\[0\] on the task's inputs: the model's weights are torch.float64"
-    with pytest.raises(TypeError, match=message + ".*model.float()"):
-        evaluate({"m": wide}, task, oracle)
-    with pytest.raises(TypeError, match="forget set: the model's weights are torch.float64"):
-        mia_loss_cv(wide, task.forget_set, task.heldout_set)
-    with pytest.raises(TypeError, match="retain set: the model's weights are torch.float64"):
-        mia_entropy_svc(wide, task.retain_set, task.test_set, task.forget_set)
-    with pytest.raises(TypeError, match="forget set: the model's weights are torch.float64"):
-        relearn_time(wide, task.forget_set, task.train_set, threshold=0.1, max_epochs=2)
-    with pytest.raises(TypeError, match="samples: the model's weights are torch.float64"):
-        activation_distance(wide, original.model, task.test_set)
+    narrow = evaluate({"m": original.model}, task, oracle, metrics=["accuracy"])
+    both = evaluate({"m": wide}, task, oracle, metrics=["accuracy"])
+    np.testing.assert_allclose(both["value"], narrow["value"], atol=1e-3)
+    assert mia_loss_cv(wide, task.forget_set, task.heldout_set) == pytest.approx(
+        mia_loss_cv(original.model, task.forget_set, task.heldout_set), abs=0.05)  # fmt: skip
     assert next(original.model.parameters()).dtype == torch.float32  # the caller's model
+
+
+def test_half_and_mixed_precision_models_are_refused_up_front(trained):
+    task, original, oracle = trained
+    half = copy.deepcopy(original.model).half()
+    message = r"models\['m'\]\[0\] on the task's inputs: the model's weights are torch.float16"
+    with pytest.raises(TypeError, match=message + ".*model.float()"):
+        evaluate({"m": half}, task, oracle)
+    with pytest.raises(TypeError, match="forget set: the model's weights are torch.float16"):
+        mia_loss_cv(half, task.forget_set, task.heldout_set)
+    with pytest.raises(TypeError, match="forget set: the model's weights are torch.float16"):
+        relearn_time(half, task.forget_set, task.train_set, threshold=0.1, max_epochs=2)
+    mixed = copy.deepcopy(original.model)
+    next(mixed.parameters()).data = next(mixed.parameters()).data.double()
+    with pytest.raises(TypeError, match="samples: the model's weights are torch.float32, "
+                       "torch.float64"):  # fmt: skip
+        activation_distance(mixed, original.model, task.test_set)
 
 
 def test_models_built_for_other_inputs_are_refused_up_front(trained):

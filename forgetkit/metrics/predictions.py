@@ -27,17 +27,18 @@ def _check_model(model: Any, what: str = "model") -> nn.Module:
     return model
 
 
-def check_inputs_fit(model: nn.Module, data: Samples, what: str) -> None:
-    """Refuse, before any batch runs, inputs whose dtype differs from the model's weights
-    (a float64 model on float32 data fails deep inside a matrix multiply otherwise)."""
+def check_inputs_fit(model: nn.Module, data: Samples, what: str) -> torch.dtype:
+    """The dtype a model computes in: its weights' own, float32 or float64; inputs are cast
+    to it, as training does. A model of mixed or other floating dtypes (half precision) is
+    refused before any batch runs, naming ``what``."""
     tensors = itertools.chain(model.parameters(), model.buffers())
     dtypes = sorted({str(t.dtype) for t in tensors if t.is_floating_point()})
-    if dtypes and dtypes != [str(data.x.dtype)]:
+    if len(dtypes) > 1 or (dtypes and dtypes[0] not in ("torch.float32", "torch.float64")):
         raise TypeError(
-            f"{what}: the model's weights are {', '.join(dtypes)} but the inputs are "
-            f"{data.x.dtype}; convert the model to match (forgetkit's data and models are "
-            "float32: model.float())"
+            f"{what}: the model's weights are {', '.join(dtypes)}; forgetkit computes in "
+            "float32 or float64, one dtype per model (convert it: model.float())"
         )
+    return getattr(torch, dtypes[0].removeprefix("torch.")) if dtypes else data.x.dtype
 
 
 @contextlib.contextmanager
@@ -77,19 +78,20 @@ def predict(
     ``samples`` is anything :meth:`~forgetkit.data.Samples.coerce` accepts. The model runs
     in eval mode with gradients off, ``batch_size`` inputs at a time, on ``device``
     (default: wherever the model already is); its mode and device are restored afterwards.
-    A model whose weights' dtype differs from the inputs', or that cannot take inputs of
-    their shape, is refused naming ``what`` (the samples' role in error messages).
+    Inputs are cast to the model's dtype (float32 or float64); a model of another or of
+    mixed dtypes, or one that cannot take inputs of their shape, is refused naming ``what``
+    (the samples' role in error messages).
     """
     _check_model(model)
     data = Samples.coerce(samples, what)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    check_inputs_fit(model, data, what)
+    dtype = check_inputs_fit(model, data, what)
     outs = []
     with evaluating(model, device) as dev, torch.no_grad():
         for start in range(0, len(data), batch_size):
             try:
-                out = model(data.x[start : start + batch_size].to(dev))
+                out = model(data.x[start : start + batch_size].to(dev, dtype))
             except RuntimeError as err:
                 if start:
                     raise
