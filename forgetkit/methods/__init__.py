@@ -11,11 +11,13 @@ from forgetkit.methods.base import (
 )
 from forgetkit.methods.baselines import Finetune, NegGrad, Retrain
 from forgetkit.methods.fisher_forgetting import FisherForgetting
+from forgetkit.methods.forsaken import Forsaken
 
 __all__ = [
     "Finetune",
     "FisherForgetting",
     "ForgetData",
+    "Forsaken",
     "NegGrad",
     "Retrain",
     "UnlearnResult",
