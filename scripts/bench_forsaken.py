@@ -4,10 +4,12 @@ The task is the book chapter's: MNIST training images with out-of-distribution s
 (uniform noise, random labels) injected and then forgotten; a 784-256-10 perceptron. The
 script trains the original and a shadow-model oracle (cached), then times, without the
 cache, retraining on the retain set with the original's recipe for each seed, and Forsaken
-aimed at the retrained models' forgetting rate. It prints the speed-up and whether the target
-(at least 10 times faster, at a forgetting rate within the retrained seeds' range) was met.
+aimed at the retrained models' forgetting rate (target rate: the lowest retrained seed's; the
+oracle is checked after every step, so that the method stops inside the band rather than past
+it). It prints the speed-up and whether the target (at least 10 times faster, at a forgetting
+rate within the retrained seeds' range) was met, per training-set size.
 
-    python scripts/bench_forsaken.py [--seeds 3] [--mnist 1000] [--inject 40] [--device cpu]
+    python scripts/bench_forsaken.py [--seeds 3] [--mnist 1000 8000] [--inject 40] [--device cpu]
 
 Speed claims live here, never in a test. The shadow models are a one-off cost shared by all
 requests and are reported separately, not added to Forsaken's time.
@@ -73,7 +75,7 @@ def bench(mnist: fk.ImageDataset, n_mnist: int, args: argparse.Namespace, device
         after = oracle.predict_member(trained.model, task.forget_set, **run)
         retrain_rates.append(forgetting_rate(before, after))
     lo, hi = min(retrain_rates), max(retrain_rates)
-    method = fk.get_method("forsaken", target_rate=lo)
+    method = fk.get_method("forsaken", target_rate=lo, check_every=1)  # stop at the band
     result = method.unlearn(original.model, task.forget_set, task.retain_set,
                             nonmember=nonmember, record={"oracle": oracle}, **run)  # fmt: skip
     after = oracle.predict_member(result.model, task.forget_set, **run)
