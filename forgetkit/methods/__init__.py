@@ -12,6 +12,7 @@ from forgetkit.methods.base import (
 )
 from forgetkit.methods.baselines import Finetune, NegGrad, Retrain
 from forgetkit.methods.fisher_forgetting import FisherForgetting
+from forgetkit.methods.forsaken import Forsaken
 from forgetkit.methods.jit import JiT
 from forgetkit.methods.lcodec import LCodec
 
@@ -19,6 +20,7 @@ __all__ = [
     "Finetune",
     "FisherForgetting",
     "ForgetData",
+    "Forsaken",
     "JiT",
     "LCodec",
     "NegGrad",

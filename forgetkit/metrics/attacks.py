@@ -463,11 +463,26 @@ class ShadowModelAttack:
         """For each sample, whether the attack judges it a member of ``model`` 's training set."""
         data = Samples.coerce(samples, "samples")
         probs = torch.softmax(predict(model, data, batch_size=batch_size, device=device), 1)
-        if probs.shape[1] != self.num_classes:
-            raise ValueError(f"the model has {probs.shape[1]} outputs but the shadow models had "
+        return self.predict_member_from_probs(probs, data.y)
+
+    def predict_member_from_probs(self, probs: Tensor, labels: Tensor) -> np.ndarray:
+        """:meth:`predict_member` on softmax outputs already computed (on any device).
+
+        A method that queries the oracle while it edits a network (Forsaken checks its
+        stopping rule on a functional forward pass, with no ``nn.Module`` holding the current
+        weights) passes the probabilities here.
+        """
+        p = torch.as_tensor(probs).detach()
+        y = torch.as_tensor(labels).detach()
+        if p.ndim != 2 or p.shape[0] != y.reshape(-1).shape[0]:
+            raise ValueError(f"probs must be (samples, classes) with one label per row, got "
+                             f"{tuple(p.shape)} and {tuple(y.shape)}")  # fmt: skip
+        if p.shape[1] != self.num_classes:
+            raise ValueError(f"the model has {p.shape[1]} outputs but the shadow models had "
                              f"{self.num_classes}")  # fmt: skip
-        x = shadow_features(probs, data.y, self.k, self.use_label_prob)
-        return self._predict(x, data.y.cpu().numpy())
+        p, y = p.cpu(), y.reshape(-1).cpu()
+        x = shadow_features(p, y, self.k, self.use_label_prob)
+        return self._predict(x, y.numpy())
 
     def member_rate(self, model: nn.Module, samples: Any, **kwargs: Any) -> float:
         """The fraction of ``samples`` judged members."""
@@ -501,19 +516,38 @@ class ShadowModelAttack:
 # --------------------------------------------------------------------------- forgetting rate
 
 
-def forgetting_rate(before: np.ndarray, after: np.ndarray) -> float:
+def forgetting_rate(
+    before: np.ndarray | Tensor,
+    after: np.ndarray | Tensor,
+    *,
+    variant: Literal["flips", "fractions"] = "flips",
+) -> float:
     """Forsaken's forgetting rate (Liu, Ma et al., "Learn to forget: machine unlearning via
-    neuron masking", arXiv 2003.10933): ``|member before ∧ non-member after| / |member before|``.
+    neuron masking", arXiv 2003.10933): how many forget samples a membership oracle moved
+    from "member" to "non-member".
 
-    ``before`` and ``after`` are a membership oracle's verdicts (e.g.
+    ``before`` and ``after`` are the oracle's verdicts (e.g.
     :meth:`ShadowModelAttack.predict_member`) on the same forget samples, before and after
-    unlearning. Raises ``ValueError`` when no sample was judged a member before, since the
-    rate is then undefined (0/0): the oracle cannot see the forget set at all, and there is
-    nothing to forget by its lights. Higher means more forget samples stopped looking like
-    members; compare with the rate of the retrained oracle (``after`` from the retrained
-    model), not with 1.
+    unlearning. The paper's abstract defines the rate only in words ("the transformation rate
+    of the eliminated data from 'memorized' to 'unknown'"); its equation could not be read
+    here, so both readings are offered:
+
+    * ``variant="flips"`` (default): ``|member before ∧ non-member after| / |member before|``,
+      the samples that made the transition, per sample;
+    * ``variant="fractions"``: ``(β - α) / β`` with β and α the numbers judged member before
+      and after; a sample that turns *into* a member cancels one that left. It equals the
+      LoTUS code's ``(A_F - B_F) / B_T`` and can be negative.
+
+    The two agree when no sample flips from non-member to member. Raises ``ValueError`` when
+    no sample was judged a member before, since the rate is then 0/0: the oracle sees nothing
+    to forget. Higher means more forget samples stopped looking like members; compare it with
+    the rate of the retrained oracle (``after`` from a retrained model), not with 1, and quote
+    the oracle's own accuracy (:meth:`ShadowModelAttack.score`) beside it.
     """
-    b, a = np.asarray(before), np.asarray(after)
+    if variant not in ("flips", "fractions"):
+        raise ValueError(f"variant must be 'flips' or 'fractions', got {variant!r}")
+    b, a = (np.asarray(torch.as_tensor(v).detach().cpu()) if isinstance(v, Tensor)
+            else np.asarray(v) for v in (before, after))  # fmt: skip
     if b.shape != a.shape:
         raise ValueError(f"before and after must have the same shape, got {b.shape} and "
                          f"{a.shape}")  # fmt: skip
@@ -527,4 +561,6 @@ def forgetting_rate(before: np.ndarray, after: np.ndarray) -> float:
             "forgetting rate is undefined: no sample was judged a member before unlearning "
             "(the membership oracle sees nothing to forget)"
         )
+    if variant == "fractions":
+        return float((n - int(a.sum())) / n)
     return float((b & ~a).sum() / n)
