@@ -185,8 +185,6 @@ def test_bad_inputs_get_errors_that_name_them(setting):
         method.unlearn(model, forget, retain, record=oracle)
     with pytest.raises(ValueError, match="needs retain"):
         method.unlearn(model, forget, nonmember=nonmember, record=oracle)
-    with pytest.raises(ValueError, match="lacks \\['oracle'\\]"):
-        method.unlearn(model, forget, retain, nonmember=nonmember)
     with pytest.raises(TypeError, match="record\\['oracle'\\] must be a membership oracle"):
         method.unlearn(model, forget, retain, nonmember=nonmember, record={"oracle": 3})
     with pytest.raises(ValueError, match="target_rate"):
@@ -210,3 +208,14 @@ def test_shadow_oracle_accepts_probabilities(mnist_small):
                           attack.predict_member(model, data))  # fmt: skip
     with pytest.raises(ValueError, match="outputs"):
         attack.predict_member_from_probs(probs[:, :5], data.y)
+
+
+def test_without_an_oracle_the_target_is_its_own_shadow(setting):
+    model, forget, retain, nonmember = setting
+    result = get_method("forsaken", steps=5).unlearn(model, forget, retain, nonmember=nonmember)
+    assert result.details["oracle"] == "target as its own shadow"
+    record = {"oracle": LabelProbOracle()}
+    given = get_method("forsaken", steps=5).unlearn(
+        model, forget, retain, nonmember=nonmember, record=record
+    )
+    assert given.details["oracle"] == "record"

@@ -211,6 +211,19 @@ class Generator(nn.Module):
 # --------------------------------------------------------------------------- method
 
 
+def self_shadow_oracle(model: nn.Module, data: ForgetData, gen: torch.Generator):
+    """A shadow attack fitted on the target itself: retain samples as members and the
+    non-member set as non-members, equally many (the fallback oracle; see :class:`Forsaken`)."""
+    from forgetkit.metrics import ShadowModelAttack
+
+    assert data.retain is not None and data.nonmember is not None
+    n = min(len(data.retain), len(data.nonmember))
+    pick = torch.randperm(len(data.retain), generator=gen, device=gen.device)[:n]
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
+    return ShadowModelAttack.fit([model], [data.retain.subset(pick.cpu())],
+                                 [data.nonmember.subset(range(n))], seed=seed)  # fmt: skip
+
+
 @register
 class Forsaken(UnlearningMethod):
     """Forsaken (Liu, Ma et al.): a generator's "mask gradients" edit the network until the
@@ -219,7 +232,11 @@ class Forsaken(UnlearningMethod):
     Needs the forget set, retain data (a few batches hold utility), ``nonmember`` data the
     model never saw, from the forget set's distribution (their confidence profile is the
     target), and the oracle: a fitted :class:`~forgetkit.metrics.ShadowModelAttack` or any
-    object with ``predict_member_from_probs(probs, labels)``. The network runs in eval mode
+    object with ``predict_member_from_probs(probs, labels)``. Without ``record["oracle"]``
+    (generic callers: the training-time contract has nothing to train it from) the method
+    fits one itself, a shadow attack with the target as its own shadow, on as many retain
+    samples as there are non-members; that fit counts in the method's time, and
+    ``details["oracle"]`` says which oracle judged. The network runs in eval mode
     throughout (batch-norm statistics are not touched). ``details`` holds the stop reason
     (``"target_rate"``, ``"utility"``, ``"max_steps"`` or ``"no_members"``), the forgetting
     rate by the method's own oracle, the retain-batch accuracy before and after, and the
@@ -228,13 +245,15 @@ class Forsaken(UnlearningMethod):
 
     name = "forsaken"
     needs = frozenset({"forget", "retain", "nonmember"})
-    record_keys = frozenset({"oracle"})
     paper = "liu2020forsaken"
     Hyperparameters = ForsakenHyperparameters
 
     def _unlearn(self, model: nn.Module, data: ForgetData, device, gen) -> dict[str, Any]:
         hp = self.hparams
-        oracle = data.record["oracle"]
+        oracle = data.record.get("oracle")
+        oracle_kind = "record"
+        if oracle is None:
+            oracle, oracle_kind = self_shadow_oracle(model, data, gen), "target as its own shadow"
         if not callable(getattr(oracle, "predict_member_from_probs", None)):
             raise TypeError(f"forsaken: record['oracle'] must be a membership oracle with "
                             f"predict_member_from_probs (a fitted ShadowModelAttack), got "
@@ -264,6 +283,7 @@ class Forsaken(UnlearningMethod):
         checked = state.clone()
         history: list[dict[str, float]] = []
         details: dict[str, Any] = {
+            "oracle": oracle_kind,
             "members_before": int(before.sum()),
             "forget_size": len(forget),
             "retain_accuracy_before": acc0,
