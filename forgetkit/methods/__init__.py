@@ -11,11 +11,14 @@ from forgetkit.methods.base import (
 )
 from forgetkit.methods.baselines import Finetune, NegGrad, Retrain
 from forgetkit.methods.fisher_forgetting import FisherForgetting
+from forgetkit.methods.mnemonic import MnemonicCodes, MnemonicUnlearning
 
 __all__ = [
     "Finetune",
     "FisherForgetting",
     "ForgetData",
+    "MnemonicCodes",
+    "MnemonicUnlearning",
     "NegGrad",
     "Retrain",
     "UnlearnResult",

@@ -85,6 +85,9 @@ class UnlearningMethod(ABC):
     needs: ClassVar[frozenset[str]] = frozenset({"forget"})
     uses: ClassVar[frozenset[str]] = frozenset()  # optional inputs, used when given
     record_keys: ClassVar[frozenset[str]] = frozenset()  # keys the ``record`` must hold
+    # Inputs read for their labels alone (a class-forgetting request): their images are
+    # never read, copied or moved, and the method sees an empty (n, 0) placeholder instead.
+    labels_only: ClassVar[frozenset[str]] = frozenset()
     paper: ClassVar[str] = ""  # bibliography key of the source paper
     Hyperparameters: ClassVar[type] = NoHyperparameters
 
@@ -178,12 +181,15 @@ class UnlearningMethod(ABC):
                 f"model, or record=method.record_from(trained)"
             )
         sets = {
-            k: Samples.coerce(v, f"{k} set").to(dev)
+            k: _labels_of(v, f"{k} set", dev)
+            if k in self.labels_only
+            else Samples.coerce(v, f"{k} set").to(dev)
             for k, v in given.items()
             if k != "record" and v is not None and (k in self.needs or k in self.uses)
         }
-        shape = sets["forget"].x.shape[1:]
-        for k, s in sets.items():
+        imaged = {k: s for k, s in sets.items() if k not in self.labels_only}
+        shape = next(iter(imaged.values())).x.shape[1:] if imaged else None
+        for k, s in imaged.items():
             if s.x.shape[1:] != shape:
                 raise ValueError(f"{self.name}: {k} inputs have shape {tuple(s.x.shape[1:])} but "
                                  f"forget inputs have {tuple(shape)}")  # fmt: skip
@@ -203,10 +209,13 @@ class UnlearningMethod(ABC):
         return UnlearnResult(work, watch.seconds, details)
 
     def _check_labels(self, model: nn.Module, sets: Mapping[str, Samples]) -> None:
+        probe = next((s for k, s in sets.items() if k not in self.labels_only), None)
+        if probe is None:  # labels only: the method checks them against what it has
+            return
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            num_outputs = model(sets["forget"].x[:2]).shape[-1]
+            num_outputs = model(probe.x[:2]).shape[-1]
         model.train(was_training)
         for k, s in sets.items():
             lo, hi = int(s.y.min()), int(s.y.max())
@@ -219,6 +228,28 @@ class UnlearningMethod(ABC):
         self, model: nn.Module, data: ForgetData, device: torch.device, gen: torch.Generator
     ) -> dict[str, Any] | None:
         """Modify ``model`` in place; return method-specific details."""
+
+
+def _labels_of(data: Any, what: str, device: torch.device) -> Samples:
+    """The labels of ``data`` without reading its inputs (for ``labels_only`` inputs).
+
+    Accepts what :meth:`Samples.coerce` accepts, plus a 1-D integer tensor of labels; a
+    ``DataLoader`` must be iterated, which does read its inputs.
+    """
+    if isinstance(data, Samples):
+        y = data.y
+    elif isinstance(data, torch.Tensor) and data.ndim == 1 and not data.is_floating_point():
+        y = data
+    elif isinstance(data, tuple | list) and len(data) == 2:
+        y = torch.as_tensor(data[1])
+    elif isinstance(data, torch.utils.data.TensorDataset) and len(data.tensors) >= 2:
+        y = data.tensors[1]
+    else:
+        y = Samples.coerce(data, what).y
+    if y.ndim != 1 or y.numel() == 0 or y.is_floating_point():
+        raise ValueError(f"{what}: expected a non-empty 1-D integer tensor of labels, got "
+                         f"{y.dtype} of shape {tuple(y.shape)}")  # fmt: skip
+    return Samples(torch.empty(len(y), 0, device=device), y.to(device))
 
 
 def _check_type(method: str, key: str, value: Any, default: Any) -> None:
