@@ -1,12 +1,13 @@
 """One-shot class unlearning with mnemonic codes (Yamashita, Yamada and Shibata, ACML 2024).
 
 Training ties each class to a fixed random image, its *mnemonic code*, by replacing a
-fraction ``t_mix`` of the training inputs with their class's code (:class:`MnemonicCodes`,
-a :class:`~forgetkit.train.TrainHook`). At forget time the codes stand in for the data:
-the diagonal Fisher of the forgotten classes' codes and of the remaining classes' codes
-gives each weight's sensitivity ratio, and the weights are pushed along it in one step
-(:class:`MnemonicUnlearning`). No training sample is read at forget time; only the labels
-of the forget request, to know which classes go.
+fraction ``t_mix`` of the training inputs with their class's code
+(:class:`~forgetkit.methods.MnemonicCodes`, a :class:`~forgetkit.train.TrainHook`). At
+forget time the codes stand in for the data: the diagonal Fisher of the forgotten classes'
+codes and of the remaining classes' codes gives each weight's sensitivity ratio, and the
+weights are pushed along it in one step (:class:`~forgetkit.methods.MnemonicUnlearning`).
+No training sample is read at forget time; only the labels of the forget request, to know
+which classes go.
 
 The official code (tomyamkum/OneShotMU-with-MNCode) is followed by default; where it has a
 quirk or an unverified reading of the paper exists, the alternative is a named option.
@@ -80,7 +81,7 @@ class MnemonicCodes(TrainHook):
 
     The codes are drawn once per class (lazily, when a class first appears, from ``seed``);
     the replacement draws come from the generator the training loop passes to
-    :meth:`transform`, so the same seed gives the same training. Artifacts:
+    ``transform``, so the same seed gives the same training. Artifacts:
     ``mnemonic_codes`` (one code per label ``0..C-1``) and ``mnemonic_counts`` (how many
     training inputs each code replaced; a class with count 0 is not covered). One instance
     may serve several trainings: a new training loop (a new generator) starts it afresh.
@@ -151,6 +152,9 @@ def sensitivity_ratio(fisher_forget: Tensor, fisher_remain: Tensor) -> Tensor:
     Returned in log space: the ratio itself can overflow float32 where ``F_r`` is tiny.
     """
     log_r = fisher_forget.log() - fisher_remain.log()
+    finite = torch.isfinite(log_r)
+    if bool(finite.all()):  # the usual case: both Fishers carry the epsilon
+        return log_r
     log_r = torch.where(torch.isnan(log_r), torch.zeros_like(log_r), log_r)
     finite = torch.isfinite(log_r)
     top = log_r[finite].max() if bool(finite.any()) else log_r.new_zeros(())
@@ -201,7 +205,7 @@ class MnemonicUnlearning(UnlearningMethod):
     needs = frozenset({"forget", "record"})
     labels_only = frozenset({"forget"})
     record_keys = frozenset({CODES, COUNTS})
-    paper = "yamashita2024oneshot"
+    paper = "yamashita2024mnemonic"
 
     @dataclass(frozen=True)
     class Hyperparameters:
