@@ -129,15 +129,16 @@ def spec_of(cls: type, name: str) -> Spec | None:
 
 def check_field(cls: type, owner: str, name: str, value: Any) -> Any:
     """Check one value for field ``name`` of dataclass ``cls``; fields without a declaration
-    are checked against the type of their default (``None`` defaults accept anything)."""
+    are checked against the type of their default (``None`` defaults accept anything, and
+    ``None`` is refused where the default is not ``None``)."""
     spec = spec_of(cls, name)
     if spec is not None:
         return spec.check(owner, name, value)
     default = {f.name: f.default for f in dataclasses.fields(cls)}.get(name)
-    if default is None or default is dataclasses.MISSING or value is None:
+    if default is None or default is dataclasses.MISSING:
         return value
     kind = float if isinstance(default, float) else type(default)
-    if _convert(kind, value) is _BAD:
+    if value is None or _convert(kind, value) is _BAD:
         raise TypeError(f"{owner}: {name} must be {type(default).__name__}, got {value!r} "
                         f"({type(value).__name__})")  # fmt: skip
     return value

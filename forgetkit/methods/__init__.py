@@ -15,6 +15,7 @@ from forgetkit.methods.fisher_forgetting import FisherForgetting
 from forgetkit.methods.forsaken import Forsaken
 from forgetkit.methods.jit import JiT
 from forgetkit.methods.lcodec import LCodec
+from forgetkit.methods.mnemonic import MnemonicCodes, MnemonicUnlearning
 
 __all__ = [
     "Finetune",
@@ -23,6 +24,8 @@ __all__ = [
     "Forsaken",
     "JiT",
     "LCodec",
+    "MnemonicCodes",
+    "MnemonicUnlearning",
     "NegGrad",
     "Retrain",
     "UnlearnResult",

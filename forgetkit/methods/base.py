@@ -104,6 +104,9 @@ class UnlearningMethod(ABC):
     needs: ClassVar[frozenset[str]] = frozenset({"forget"})
     uses: ClassVar[frozenset[str]] = frozenset()  # optional inputs, used when given
     record_keys: ClassVar[frozenset[str]] = frozenset()  # keys the ``record`` must hold
+    # Inputs read for their labels alone (a class-forgetting request): their images are
+    # never read, copied or moved, and the method sees an empty (n, 0) placeholder instead.
+    labels_only: ClassVar[frozenset[str]] = frozenset()
     paper: ClassVar[str] = ""  # bibliography key of the source paper
     Hyperparameters: ClassVar[type] = NoHyperparameters
 
@@ -228,30 +231,39 @@ class UnlearningMethod(ABC):
         given = {"forget": forget, "retain": retain, "nonmember": nonmember,
                  "validation": validation, "record": record}  # fmt: skip
         self.check_inputs({k for k, v in given.items() if v is not None}, record)
-        wanted = self.needs | self.uses | {"forget", "retain", "validation"}  # the last two
-        sets = {  # also feed the overlap and utility checks
-            k: _cast(Samples.coerce(v, f"{k} set").to(dev), dtype)
+        # Only what the method declares is read (a zero-shot method's retain set is never
+        # touched); the overlap and utility checks use what is there.
+        wanted = self.needs | self.uses
+        sets = {
+            k: _labels_of(v, f"{k} set", dev)
+            if k in self.labels_only
+            else _cast(Samples.coerce(v, f"{k} set").to(dev), dtype)
             for k, v in given.items()
             if k != "record" and v is not None and k in wanted
         }
         work = model if inplace else copy.deepcopy(model)
         work.to(dev)
         in_shape = getattr((record or {}).get("model_config"), "in_shape", None)
-        for k, s in sets.items():
-            outputs = num_outputs(work, s.x, self.name, f"{k} set", in_shape)
-            check_labels(s.y, outputs, self.name, f"{k} set")
-        if "retain" in sets:
+        imaged = {k: v for k, v in sets.items() if k not in self.labels_only}
+        outputs = None
+        for k, v in imaged.items():
+            outputs = num_outputs(work, v.x, self.name, f"{k} set", in_shape)
+            check_labels(v.y, outputs, self.name, f"{k} set")
+        if outputs is not None:  # labels-only sets against the outputs seen on images
+            for k in sets.keys() - imaged.keys():
+                check_labels(sets[k].y, outputs, self.name, f"{k} set")
+        if "retain" in imaged and "forget" in imaged:
             both = overlapping_rows(sets["forget"], sets["retain"])
             if len(both):
                 raise ValueError(f"{self.name}: the retain set contains {len(both)} sample(s) of "
                                  f"the forget set (e.g. retain rows {both[:5].tolist()}); "
                                  f"remove them from retain")  # fmt: skip
-        probe = _probe(sets)
+        probe = _probe(imaged)
         before = utility_snapshot(work, probe)
         data = ForgetData(
             record=dict(record or {}),
             seed=int(seed),
-            **{k: v for k, v in sets.items() if k in self.needs | self.uses},
+            **sets,
         )
         gen = generator(seed, dev)
         with Stopwatch(dev) as watch:
@@ -295,6 +307,28 @@ def _probe(sets: Mapping[str, Samples], size: int = 256) -> dict[str, Any]:
             idx = idx.to(s.device)
             return {"x": s.x[idx], "y": s.y[idx], "name": f"{name} set"}
     return {}
+
+
+def _labels_of(data: Any, what: str, device: torch.device) -> Samples:
+    """The labels of ``data`` without reading its inputs (for ``labels_only`` inputs).
+
+    Accepts what :meth:`Samples.coerce` accepts, plus a 1-D integer tensor of labels; a
+    ``DataLoader`` must be iterated, which does read its inputs.
+    """
+    if isinstance(data, Samples):
+        y = data.y
+    elif isinstance(data, torch.Tensor) and data.ndim == 1 and not data.is_floating_point():
+        y = data
+    elif isinstance(data, tuple | list) and len(data) == 2:
+        y = torch.as_tensor(data[1])
+    elif isinstance(data, torch.utils.data.TensorDataset) and len(data.tensors) >= 2:
+        y = data.tensors[1]
+    else:
+        y = Samples.coerce(data, what).y
+    if y.ndim != 1 or y.numel() == 0 or y.is_floating_point():
+        raise ValueError(f"{what}: expected a non-empty 1-D integer tensor of labels, got "
+                         f"{y.dtype} of shape {tuple(y.shape)}")  # fmt: skip
+    return Samples(torch.empty(len(y), 0, device=device), y.to(device))
 
 
 # --------------------------------------------------------------------------- registry
