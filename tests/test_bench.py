@@ -243,3 +243,17 @@ def test_ulira_evaluation_tells_a_method_that_leaves_a_trace(tiny, tmp_path):
                            device="cpu")  # fmt: skip
     assert res.accuracy > 0.6 and res.auc > 0.6
     assert res.is_forgotten.any() and (~res.is_forgotten).any()
+
+
+def test_summary_intervals_by_hand():
+    from scipy import stats
+
+    rows = [("s", "m", seed, "forget", "accuracy", v) for seed, v in enumerate([0.2, 0.4, 0.6])]
+    rows += [("s", "retrain", 0, "forget", "accuracy", 0.1), ("s", "retrain", 1, "forget",
+             "accuracy", 0.3)]  # fmt: skip
+    table = bench.summarize_results(pd.DataFrame(rows, columns=list(bench.COLUMNS)))
+    m = table[table["method"] == "m"].iloc[0]
+    half = stats.t.ppf(0.975, 2) * 0.2 / 3**0.5  # sample std of (0.2, 0.4, 0.6) is 0.2
+    assert m["mean"] == pytest.approx(0.4) and m["ci95"] == pytest.approx(half)
+    assert m["oracle_mean"] == pytest.approx(0.2) and m["gap"] == pytest.approx(0.2)
+    assert m["n"] == 3
