@@ -83,7 +83,8 @@ class FisherHyperparameters:
         forget_whole_classes: kill the logit rows of classes that the forget set holds and
             the retain set lacks (the notebook does this when a whole class is forgotten).
         fisher_kind: ``"true"`` (the official code's) or ``"empirical"``.
-        fisher_batch_size: samples vectorised together in the Fisher pass.
+        fisher_batch_size: samples processed together in the Fisher pass; ``None`` (default)
+            picks it from a memory budget (see :func:`forgetkit.fisher.fisher_plan`).
         last_layer_rule: which parameters count as "last layer".
 
             * ``"size0"`` (faithful, default): every parameter whose first dimension
@@ -103,7 +104,7 @@ class FisherHyperparameters:
     class_row_var: float = 1e-4
     forget_whole_classes: bool = True
     fisher_kind: str = "true"
-    fisher_batch_size: int = 64
+    fisher_batch_size: int | None = None
     last_layer_rule: str = "size0"
 
     def __post_init__(self) -> None:
@@ -117,7 +118,7 @@ class FisherHyperparameters:
         if self.fisher_kind not in KINDS:
             raise ValueError(f"fisher: fisher_kind must be one of {KINDS}, got "
                              f"{self.fisher_kind!r}")  # fmt: skip
-        if self.fisher_batch_size < 1:
+        if self.fisher_batch_size is not None and self.fisher_batch_size < 1:
             raise ValueError(f"fisher: fisher_batch_size must be >= 1, got "
                              f"{self.fisher_batch_size}")  # fmt: skip
         if self.last_layer_rule not in LAST_LAYER_RULES:
