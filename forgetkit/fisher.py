@@ -342,11 +342,11 @@ class _Layer:
         if isinstance(mod, nn.Conv2d):
             return _conv_unfold(mod, inp)
         shape = (1, -1) + (1,) * (inp.dim() - 2)
-        mean, var = mod.running_mean.view(shape), mod.running_var.view(shape)
+        mean, var = mod.running_mean.to(inp).view(shape), mod.running_var.to(inp).view(shape)
         return ((inp - mean) * torch.rsqrt(var + mod.eps)).detach()
 
-    def per_sample_bytes(self, inp: Tensor, out: Tensor) -> int:
-        """Elements per sample of this layer's kept features (``inp`` of batch 1)."""
+    def kept_elements(self, inp: Tensor) -> int:
+        """Elements of this layer's kept features for an input ``inp`` of one sample."""
         if isinstance(self.module, nn.Conv2d):
             return int(_conv_unfold(self.module, inp).numel())
         return int(inp.numel())
@@ -705,7 +705,7 @@ def _plan(
                 kept = 0
                 for m, calls in capture.calls.items():
                     for inp, out, _ in calls:
-                        kept += layers[m].per_sample_bytes(inp[:1], out[:1]) + 2 * out[:1].numel()
+                        kept += layers[m].kept_elements(inp[:1]) + 2 * out[:1].numel()
                     if layers[m].shortcut:
                         kept += calls[0][1][:1].numel()
                 # autograd's transient gradient buffers come on top: a margin measured on
