@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from forgetkit.fisher import fisher_diagonal, fisher_diagonal_loop
+from forgetkit.fisher import (
+    DEFAULT_MEMORY_BUDGET,
+    MEMORY_ENV,
+    fisher_diagonal,
+    fisher_diagonal_loop,
+    fisher_plan,
+)
 from forgetkit.methods import FisherForgetting, available_methods, get_method
 from forgetkit.methods.fisher_forgetting import (
     DiagonalGaussian,
@@ -20,6 +28,7 @@ from forgetkit.methods.fisher_forgetting import (
     remaining_information,
     scrub_distribution,
 )
+from forgetkit.models import ModelConfig, build_model
 
 
 def _bn_net(num_classes: int = 5) -> nn.Module:
@@ -161,6 +170,222 @@ def test_fisher_input_errors():
         fisher_diagonal(net, (x, y), batch_size=0)
     with pytest.raises(ValueError, match="empty"):
         fisher_diagonal(net, (x[:0], y[:0]))
+
+
+# --------------------------------------------------------------------------- the per-layer path
+
+_ARCHS = {
+    "logistic": ModelConfig("logistic", (1, 5, 5), 4),
+    "mlp": ModelConfig("mlp", (1, 5, 5), 4, {"hidden": (6, 5)}),
+    "small_cnn": ModelConfig("small_cnn", (1, 8, 8), 5, {"width": 0.25}),
+    "allcnn": ModelConfig("allcnn", (3, 8, 8), 5, {"width": 0.05}),
+    "resnet18": ModelConfig("resnet18", (3, 8, 8), 5, {"width": 0.05, "stem": 4}),
+    "vgg_small": ModelConfig("vgg_small", (3, 16, 16), 5, {"width": 0.05}),
+}
+
+
+def test_every_architecture_of_forgetkit_models_is_covered():
+    from forgetkit.models import MODELS
+
+    assert set(_ARCHS) == set(MODELS)
+
+
+def _arch(name: str) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """A float64 model of forgetkit.models with non-trivial batch-norm statistics."""
+    cfg = _ARCHS[name]
+    net = build_model(cfg, seed=0).double()
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.normal_(generator=g)
+                mod.running_var.uniform_(0.5, 2.0, generator=g)
+                mod.weight.uniform_(0.5, 1.5, generator=g)
+                mod.bias.normal_(generator=g)
+    return net, _data(n=5, num_classes=cfg.num_classes, shape=cfg.in_shape)
+
+
+@pytest.mark.parametrize("kind", ["true", "empirical"])
+@pytest.mark.parametrize("name", sorted(_ARCHS))
+def test_per_layer_path_equals_the_loop_on_every_architecture(name, kind):
+    net, (x, y) = _arch(name)
+    net.train()  # the Fisher is taken in eval mode whatever the caller's mode
+    assert fisher_plan(net, (x, y)).path == "layers"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback
+        fast = fisher_diagonal(net, (x, y), kind=kind, batch_size=2, path="layers")
+    _close(fast, fisher_diagonal_loop(net, (x, y), kind=kind))
+
+
+def test_per_layer_path_with_frozen_parameters_and_without_the_shortcut():
+    net, (x, y) = _arch("resnet18")
+    for name in ("conv1.weight", "layer2.0.bn1.bias", "linear.weight", "layer3.1.conv2.bias"):
+        net.get_parameter(name).requires_grad_(False)
+    for shortcut in (True, False):
+        fast = fisher_diagonal(net, (x, y), batch_size=3, path="layers", linear_shortcut=shortcut)
+        assert "conv1.weight" not in fast and "linear.bias" in fast
+        _close(fast, fisher_diagonal_loop(net, (x, y)))
+
+
+class _Twice(nn.Module):
+    """A convolution, a batch norm and a linear layer each applied twice, a linear layer on
+    a sequence, a grouped strided convolution and a batch norm on vectors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+        self.bn = nn.BatchNorm2d(2)
+        self.group = nn.Conv2d(2, 4, 3, stride=2, dilation=1, groups=2, padding=(1, 0))
+        self.seq = nn.Linear(6, 6)
+        self.fc = nn.Linear(6, 6)
+        self.bn1d = nn.BatchNorm1d(6)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.bn(self.conv(torch.tanh(self.bn(self.conv(x))))))
+        h = torch.tanh(self.group(h)).flatten(2)  # (batch, 4, 3 * 2): a sequence of 4
+        h = torch.tanh(self.seq(h)).mean(1)
+        h = torch.tanh(self.fc(torch.tanh(self.fc(h))))
+        return self.out(torch.tanh(self.bn1d(h)))
+
+
+def test_layers_used_twice_sequences_and_grouped_convolutions():
+    torch.manual_seed(0)
+    net = _Twice().double()
+    with torch.no_grad():
+        for bn in (net.bn, net.bn1d):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+    x, y = _data(n=6, num_classes=3, shape=(2, 6, 6))
+    for kind in ("true", "empirical"):
+        fast = fisher_diagonal(net, (x, y), kind=kind, batch_size=4, path="layers")
+        _close(fast, fisher_diagonal_loop(net, (x, y), kind=kind))
+
+
+class _Uncovered(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4)
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.out(self.norm(x))
+
+
+def test_an_uncovered_layer_falls_back_to_the_vmapped_path_with_a_warning_naming_it():
+    torch.manual_seed(0)
+    net = _Uncovered().double()
+    x, y = _data(n=5, num_classes=3, shape=(4,))
+    with pytest.warns(UserWarning, match=r"norm \(LayerNorm\).*vmapped path") as record:
+        out = fisher_diagonal(net, (x, y))
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    _close(out, fisher_diagonal_loop(net, (x, y)))
+    assert fisher_plan(net, (x, y)).path == "vmap"
+    with pytest.raises(ValueError, match="norm"):
+        fisher_diagonal(net, (x, y), path="layers")
+    # the reshaped batch of _Shared is refused by the per-layer checks too
+    torch.manual_seed(0)
+    shared = _Shared().double()
+    xs, ys = _data(n=6, num_classes=4, shape=(2, 3))
+    with pytest.warns(UserWarning, match="fold"):
+        _close(fisher_diagonal(shared, (xs, ys)), fisher_diagonal_loop(shared, (xs, ys)))
+
+
+def test_monte_carlo_fisher_is_unbiased_and_reproducible():
+    net, (x, y) = _arch("small_cnn")
+    exact = fisher_diagonal(net, (x, y))
+    draws = 4000
+    mc = fisher_diagonal(net, (x.repeat(draws, 1, 1, 1), y.repeat(draws)), kind="mc")
+    # Mean of 5 x 4000 single-draw estimates: relative error of the total a few 1/sqrt(20000)
+    for n in exact:
+        total, estimate = float(exact[n].sum()), float(mc[n].sum())
+        assert abs(estimate - total) <= 0.05 * total, n
+    flat_e = torch.cat([v.flatten() for v in exact.values()])
+    flat_m = torch.cat([v.flatten() for v in mc.values()])
+    assert float((flat_m - flat_e).abs().sum() / flat_e.abs().sum()) < 0.1
+    again = fisher_diagonal(net, (x, y), kind="mc", mc_samples=3)
+    _close(again, fisher_diagonal(net, (x, y), kind="mc", mc_samples=3), rtol=0)
+    other = fisher_diagonal(
+        net, (x, y), kind="mc", mc_samples=3, generator=torch.Generator().manual_seed(1)
+    )
+    assert any(not torch.equal(again[n], other[n]) for n in again)
+    vm = fisher_diagonal(net, (x, y), kind="mc", mc_samples=3, path="vmap", batch_size=5)
+    _close(fisher_diagonal(net, (x, y), kind="mc", mc_samples=3, batch_size=5), vm)
+
+
+def test_monte_carlo_with_one_class_certain_is_the_empirical_fisher_at_that_class():
+    net, (x, _) = _arch("mlp")
+    with torch.no_grad():
+        net[-1].bias[2] = 1e3  # every sample predicts class 2 with probability 1
+    mc = fisher_diagonal(net, (x, torch.zeros(5, dtype=torch.long)), kind="mc", mc_samples=2)
+    _close(mc, fisher_diagonal(net, (x, torch.full((5,), 2)), kind="empirical"))
+
+
+def test_automatic_batch_size_respects_its_memory_budget():
+    net, (x, y) = _arch("resnet18")
+    x, y = x.repeat(60, 1, 1, 1), y.repeat(60)
+    small = fisher_plan(net, (x, y), memory_budget=2**20)
+    big = fisher_plan(net, (x, y), memory_budget=2**30)
+    assert big.batch_size == min(len(x), 256) and big.planned_bytes <= 2**30
+    assert 1 <= small.batch_size < big.batch_size
+    assert small.planned_bytes <= 2**20 or small.batch_size == 1
+    assert small.fixed_bytes + (small.batch_size + 1) * small.bytes_per_sample > 2**20
+    assert fisher_plan(net, (x, y), batch_size=7).batch_size == 7
+    vm = fisher_plan(net, (x, y), path="vmap", memory_budget=2**24)
+    assert (vm.path == "vmap" and vm.planned_bytes <= 2**24) or vm.batch_size == 1
+
+
+def test_memory_budget_from_the_environment(monkeypatch):
+    net, (x, y) = _arch("small_cnn")
+    monkeypatch.setenv(MEMORY_ENV, "3")
+    assert fisher_plan(net, (x, y)).memory_budget == 3 * 2**20
+    monkeypatch.setenv(MEMORY_ENV, "lots")
+    with pytest.raises(ValueError, match=MEMORY_ENV):
+        fisher_plan(net, (x, y))
+    monkeypatch.delenv(MEMORY_ENV)
+    assert fisher_plan(net, (x, y)).memory_budget == DEFAULT_MEMORY_BUDGET
+    with pytest.raises(ValueError, match="memory_budget"):
+        fisher_plan(net, (x, y), memory_budget=0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_measured_peak_memory_stays_within_the_budget():
+    """The planned bytes bound what the pass really allocates (peak resident set growth)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig("allcnn", (3, 16, 16), 5, {"width": 0.25})
+    net = build_model(cfg, seed=0)
+    x, y = torch.randn(64, 3, 16, 16), torch.randint(0, 5, (64,))
+    budget = 48 * 2**20
+    plan = fisher_plan(net, (x, y), memory_budget=budget)
+    assert plan.batch_size < 64  # the budget binds
+    fisher_diagonal(net, (x[:4], y[:4]), memory_budget=budget)  # warm up allocator and kernels
+
+    def status(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(field)
+
+    Path("/proc/self/clear_refs").write_text("5")
+    start = status("VmRSS")
+    fisher_diagonal(net, (x, y), memory_budget=budget)
+    assert status("VmHWM") - start <= budget
+
+
+def test_fisher_option_errors():
+    net, (x, y) = _bn_net(), _data()
+    with pytest.raises(ValueError, match="path must be one of"):
+        fisher_diagonal(net, (x, y), path="fast")
+    with pytest.raises(ValueError, match="mc_samples"):
+        fisher_diagonal(net, (x, y), kind="mc", mc_samples=0)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        fisher_diagonal_loop(net, (x, y), kind="mc")
+
+
+def test_fisher_forgetting_default_batch_size_is_automatic():
+    assert FisherForgetting.Hyperparameters().fisher_batch_size is None
+    with pytest.raises(ValueError, match="fisher_batch_size"):
+        FisherForgetting.Hyperparameters(fisher_batch_size=0)
 
 
 # --------------------------------------------------------------------------- the recipe

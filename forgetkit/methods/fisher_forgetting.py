@@ -84,7 +84,8 @@ class FisherHyperparameters:
         forget_whole_classes: kill the logit rows of classes that the forget set holds and
             the retain set lacks (the notebook does this when a whole class is forgotten).
         fisher_kind: ``"true"`` (the official code's) or ``"empirical"``.
-        fisher_batch_size: samples vectorised together in the Fisher pass.
+        fisher_batch_size: samples processed together in the Fisher pass; ``None`` (default)
+            picks it from a memory budget (see :func:`forgetkit.fisher.fisher_plan`).
         last_layer_rule: which parameters count as "last layer".
 
             * ``"size0"`` (faithful, default): every parameter whose first dimension
@@ -104,7 +105,7 @@ class FisherHyperparameters:
     class_row_var: float = param(1e-4, float, ge=0)
     forget_whole_classes: bool = param(True, bool)
     fisher_kind: str = param("true", str, choices=KINDS)
-    fisher_batch_size: int = param(64, int, ge=1)
+    fisher_batch_size: int | None = param(None, int, ge=1, optional=True)  # None: by budget
     last_layer_rule: str = param("size0", str, choices=LAST_LAYER_RULES)
 
     def __post_init__(self) -> None:
@@ -118,7 +119,7 @@ class FisherHyperparameters:
         if self.fisher_kind not in KINDS:
             raise ValueError(f"fisher: fisher_kind must be one of {KINDS}, got "
                              f"{self.fisher_kind!r}")  # fmt: skip
-        if self.fisher_batch_size < 1:
+        if self.fisher_batch_size is not None and self.fisher_batch_size < 1:
             raise ValueError(f"fisher: fisher_batch_size must be >= 1, got "
                              f"{self.fisher_batch_size}")  # fmt: skip
         if self.last_layer_rule not in LAST_LAYER_RULES:
