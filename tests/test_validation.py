@@ -274,8 +274,9 @@ def test_a_collapsed_model_is_flagged_with_a_warning(setting):
             original, task.forget_set, task.retain_set
         )
     report = blown.details["utility"]
-    assert report["collapsed"] and len(report["reasons"]) == 2  # both signals fire here
-    assert report["weight_norm_ratio"] > 1e3 and report["accuracy_after"] == report["chance"]
+    # NegGrad declares no retain input, so none is read: the weight norm is the signal.
+    assert report["collapsed"] and report["weight_norm_ratio"] > 1e3
+    assert any("weight norm" in r for r in report["reasons"])
     with warnings.catch_warnings():
         warnings.simplefilter("error", UtilityWarning)
         fine = get_method("finetune", epochs=1).unlearn(original, task.forget_set, task.retain_set)

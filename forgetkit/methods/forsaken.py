@@ -67,7 +67,7 @@ class ForsakenHyperparameters:
     rate_variant: Literal["flips", "fractions"] = "flips"  # ours (paper's formula unread)
 
     def __post_init__(self) -> None:
-        checks = {
+        checks = {  # each rule is spelled out in RULES for the error message
             "edit": self.edit in ("mask", "parameters"),
             "profile": self.profile in ("label_sorted", "mean"),
             "rate_variant": self.rate_variant in ("flips", "fractions"),
@@ -86,8 +86,8 @@ class ForsakenHyperparameters:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             k = bad[0]
-            raise ValueError(f"forsaken: hyperparameter {k}={getattr(self, k)!r} is invalid "
-                             f"(see ForsakenHyperparameters)")  # fmt: skip
+            raise ValueError(f"forsaken: {k} must satisfy {RULES[k]}, got "
+                             f"{getattr(self, k)!r}")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- profiles
@@ -207,6 +207,14 @@ class Generator(nn.Module):
     def forward(self, state: Tensor) -> Tensor:
         return self.body(state)
 
+
+RULES = {
+    "edit": "'mask' or 'parameters'", "profile": "'label_sorted' or 'mean'",
+    "rate_variant": "'flips' or 'fractions'", "steps": ">= 1", "step_size": "> 0",
+    "generator_lr": "> 0", "hidden": ">= 1", "retain_weight": ">= 0",
+    "update_penalty": ">= 0", "retain_batches": ">= 1", "batch_size": ">= 1",
+    "target_rate": "0 < rate <= 1", "max_accuracy_drop": ">= 0", "check_every": ">= 1",
+}  # fmt: skip
 
 # --------------------------------------------------------------------------- method
 
