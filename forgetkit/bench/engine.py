@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -246,18 +244,9 @@ def _method_cell(config, cell, task, device) -> list[dict[str, Any]]:
 
 
 def _write_json_atomic(path: Path, payload: Any) -> None:
-    text = json.dumps(payload, allow_nan=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from forgetkit.provenance import write_text_atomic
+
+    write_text_atomic(path, json.dumps(payload, allow_nan=True))
 
 
 def stored_rows(out_dir: Path, key: str) -> list[dict[str, Any]] | None:
@@ -413,17 +402,13 @@ def collect(config: BenchConfig, out_dir: str | Path, *, seconds: float = 0.0, s
 
 
 def _write_frame(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    from forgetkit.provenance import atomic_path
+
+    with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_results(out_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
