@@ -272,6 +272,9 @@ def test_wheel_installs_into_a_fresh_venv_and_unlearns_without_the_book(dist, tm
     assert report["version"] == forgetkit.__version__
     assert report["leaked"] == [], f"book toolchain importable: {report['leaked']}"
     assert {"fisher", "finetune", "neggrad", "retrain"} <= set(report["methods"])
-    assert report["methods"] == forgetkit.available_methods()
+    # every method of the package (toy methods other tests register here are not in it)
+    assert report["methods"] == [
+        m for m in forgetkit.available_methods() if not m.startswith("test-")
+    ]
     assert report["caller_untouched"] and report["finite"]
     assert report["moved"] > 0, "Fisher forgetting left the weights where they were"
