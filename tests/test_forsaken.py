@@ -189,7 +189,7 @@ def test_bad_inputs_get_errors_that_name_them(setting):
         method.unlearn(model, forget, retain, nonmember=nonmember, record={"oracle": 3})
     with pytest.raises(ValueError, match="target_rate"):
         get_method("forsaken", target_rate=0.0)
-    with pytest.raises(TypeError, match="steps must be int"):
+    with pytest.raises(TypeError, match="steps must be (an )?int"):
         get_method("forsaken", steps=2.5)
 
 

@@ -39,6 +39,7 @@ from forgetkit.data import Samples
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.metrics.attacks import forgetting_rate
 from forgetkit.runtime import seeded
+from forgetkit.validation import param, validate
 
 
 @dataclass(frozen=True)
@@ -51,43 +52,28 @@ class ForsakenHyperparameters:
     setting at seed 0 (no validation split was set aside for it).
     """
 
-    edit: Literal["mask", "parameters"] = "mask"  # paper (v3 title: neuron masking)
-    profile: Literal["label_sorted", "mean"] = "label_sorted"  # ours; "mean": third-party
-    steps: int = 300  # ours (third-party: 100 epochs)
-    step_size: float = 0.01  # third-party (θ ← θ - 0.01 g)
-    generator_lr: float = 1e-3  # ours (third-party: Adam 1e-4)
-    hidden: int = 64  # ours: the generator's architecture is unknown
-    retain_weight: float = 1.0  # ours (third-party multiplies the L1 term by the retain CE)
-    update_penalty: float = 0.01  # third-party λ = 0.01, here on the total edit
-    retain_batches: int = 10  # third-party D_0 = 10
-    batch_size: int = 64  # ours
-    target_rate: float = 0.9  # paper: "forgetting rate above 90 %" (v3 abstract)
-    max_accuracy_drop: float = 0.05  # paper: "less than 5 % accuracy loss" (v3 abstract)
-    check_every: int = 5  # ours
-    rate_variant: Literal["flips", "fractions"] = "flips"  # ours (paper's formula unread)
+    edit: Literal["mask", "parameters"] = param("mask", str, choices=("mask", "parameters"))
+    # paper (v3 title: neuron masking)
+    profile: Literal["label_sorted", "mean"] = param(
+        "label_sorted", str, choices=("label_sorted", "mean")
+    )  # ours; "mean": third-party
+    steps: int = param(300, int, ge=1)  # ours (third-party: 100 epochs)
+    step_size: float = param(0.01, float, gt=0)  # third-party (θ ← θ - 0.01 g)
+    generator_lr: float = param(1e-3, float, gt=0)  # ours (third-party: Adam 1e-4)
+    hidden: int = param(64, int, ge=1)  # ours: the generator's architecture is unknown
+    retain_weight: float = param(1.0, float, ge=0)  # ours (third-party: L1 x retain CE)
+    update_penalty: float = param(0.01, float, ge=0)  # third-party λ, here on the total edit
+    retain_batches: int = param(10, int, ge=1)  # third-party D_0 = 10
+    batch_size: int = param(64, int, ge=1)  # ours
+    target_rate: float = param(0.9, float, gt=0, le=1)  # paper: "forgetting rate above 90 %"
+    max_accuracy_drop: float = param(0.05, float, ge=0)  # paper: "less than 5 % accuracy loss"
+    check_every: int = param(5, int, ge=1)  # ours
+    rate_variant: Literal["flips", "fractions"] = param(
+        "flips", str, choices=("flips", "fractions")
+    )  # ours (paper's formula unread)
 
     def __post_init__(self) -> None:
-        checks = {  # each rule is spelled out in RULES for the error message
-            "edit": self.edit in ("mask", "parameters"),
-            "profile": self.profile in ("label_sorted", "mean"),
-            "rate_variant": self.rate_variant in ("flips", "fractions"),
-            "steps": self.steps >= 1,
-            "step_size": self.step_size > 0,
-            "generator_lr": self.generator_lr > 0,
-            "hidden": self.hidden >= 1,
-            "retain_weight": self.retain_weight >= 0,
-            "update_penalty": self.update_penalty >= 0,
-            "retain_batches": self.retain_batches >= 1,
-            "batch_size": self.batch_size >= 1,
-            "target_rate": 0 < self.target_rate <= 1,
-            "max_accuracy_drop": self.max_accuracy_drop >= 0,
-            "check_every": self.check_every >= 1,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            k = bad[0]
-            raise ValueError(f"forsaken: {k} must satisfy {RULES[k]}, got "
-                             f"{getattr(self, k)!r}")  # fmt: skip
+        validate(self, "forsaken")  # the shared declarations above: types, ranges, choices
 
 
 # --------------------------------------------------------------------------- profiles
@@ -207,14 +193,6 @@ class Generator(nn.Module):
     def forward(self, state: Tensor) -> Tensor:
         return self.body(state)
 
-
-RULES = {
-    "edit": "'mask' or 'parameters'", "profile": "'label_sorted' or 'mean'",
-    "rate_variant": "'flips' or 'fractions'", "steps": ">= 1", "step_size": "> 0",
-    "generator_lr": "> 0", "hidden": ">= 1", "retain_weight": ">= 0",
-    "update_penalty": ">= 0", "retain_batches": ">= 1", "batch_size": ">= 1",
-    "target_rate": "0 < rate <= 1", "max_accuracy_drop": ">= 0", "check_every": ">= 1",
-}  # fmt: skip
 
 # --------------------------------------------------------------------------- method
 
