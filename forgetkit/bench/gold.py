@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from forgetkit.bench.engine import (
+    _recipe,
     method_instance,
     oracle_models,
     original_model,
     unlearn_inputs,
 )
 from forgetkit.metrics import accuracy, distribution_summary, forget_quality, klom, margins
-from forgetkit.metrics.gold import ULiRAResult, retrain_baseline, ulira
+from forgetkit.metrics.gold import ULiRAResult, bucket_points, retrain_baseline, ulira
 
 SPLITS = ("forget", "retain", "test")
 RETAIN_SAMPLE = 500  # KLOM on a fixed sample of the retain set, to bound its cost
@@ -90,9 +91,8 @@ def gold_cell(config, cell, task, device) -> list[dict[str, Any]]:
         rows += _summary_rows(cell, "forget", "epsilon", fq.epsilons)
     kind = next(s.kind for s in config.scenarios if s.name == cell.scenario)
     if "ulira" in scores and kind == "random":  # defined for random forget sets only
-        data = _task_data(config)
-        model_cfg, train_cfg = _recipe_for(config, task)
-        res = ulira_evaluation(method, data, model_cfg, train_cfg, n_shadows=n,
+        model_cfg, train_cfg = _recipe(config, task)
+        res = ulira_evaluation(method, task.data, model_cfg, train_cfg, n_shadows=n,
                                forget_fraction=ULIRA_FORGET_FRACTION, device=device)  # fmt: skip
         rows += [_row(cell, "forget", "ulira_accuracy", res.accuracy),
                  _row(cell, "forget", "ulira_auc", res.auc),
@@ -115,8 +115,6 @@ def floor_cell(config, cell, task, device) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if "forget_quality" in config.gold["scores"]:
         eps = retrain_baseline(margins(retrained, task.forget_set), "epsilon")
-        from forgetkit.metrics.gold import bucket_points
-
         rows.append(_row(cell, "forget", "forget_quality", bucket_points(eps, n // 2).mean()))
         rows += _summary_rows(cell, "forget", "epsilon", eps)
     if "klom" in config.gold["scores"]:
@@ -124,19 +122,6 @@ def floor_cell(config, cell, task, device) -> list[dict[str, Any]]:
             rows += _summary_rows(cell, split, "klom",
                                   retrain_baseline(margins(retrained, data), "klom"))  # fmt: skip
     return rows
-
-
-def _task_data(config):
-    from forgetkit.bench.engine import _dataset
-
-    d = config.data
-    return _dataset(d["dataset"], d.get("train"), d.get("test"), d.get("seed", 0))
-
-
-def _recipe_for(config, task):
-    from forgetkit.bench.engine import _recipe
-
-    return _recipe(config, task)
 
 
 def ulira_evaluation(
