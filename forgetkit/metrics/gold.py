@@ -29,6 +29,7 @@ of the retrained models against the other.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -378,7 +379,8 @@ class ULiRAResult:
 
 def _masked_stats(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     v = np.where(mask, values, np.nan)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # examples with no IN (or OUT) value are NaN, dropped later
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(v, axis=0), np.nanstd(v, axis=0)
 
 
