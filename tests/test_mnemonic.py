@@ -82,7 +82,7 @@ def test_codes_are_seeded_per_class_and_replace_inputs_at_t_mix():
     assert torch.equal(again, out)  # the replacement draw is seeded by the loop's generator
     hook.transform(x, y, torch.Generator().manual_seed(1))  # a new training starts afresh
     assert int(hook.artifacts()["mnemonic_counts"].sum()) < 4000 * 0.33
-    with pytest.raises(ValueError, match="t_mix must lie in"):
+    with pytest.raises(ValueError, match="t_mix must (lie in|be a float in)"):
         MnemonicCodes(t_mix=1.5)
 
 
@@ -197,5 +197,5 @@ def test_clear_errors(setting, mnist_small):
         method.unlearn(wide, torch.tensor([3]), record=original.artifacts)
     with pytest.raises(ValueError, match="expected a non-empty 1-D integer tensor"):
         method.unlearn(original, torch.tensor([], dtype=torch.long))
-    with pytest.raises(TypeError, match="lambda1 must be float"):
+    with pytest.raises(TypeError, match="lambda1 must be (a )?float"):
         get_method("mnemonic", lambda1="big")

@@ -30,6 +30,7 @@ from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.metrics.predictions import predict
 from forgetkit.runtime import DeviceLike
 from forgetkit.train import TrainHook
+from forgetkit.validation import param, validate
 
 __all__ = [
     "MnemonicCodes",
@@ -209,28 +210,17 @@ class MnemonicUnlearning(UnlearningMethod):
 
     @dataclass(frozen=True)
     class Hyperparameters:
-        lambda1: float = 1e-3
-        lambda2: float = 10.0
-        t_mix: float = 0.1
-        code_seed: int = 0
+        lambda1: float = param(1e-3, float, gt=0)
+        lambda2: float = param(10.0, float, gt=0)
+        t_mix: float = param(0.1, float, ge=0, le=1)
+        code_seed: int = param(0, int)
         code_normalization: tuple = ()
-        sign: str = "select"
-        perturbation: str = "deterministic"
-        fisher_eps: float = 1e-16
+        sign: str = param("select", str, choices=SIGNS)
+        perturbation: str = param("deterministic", str, choices=PERTURBATIONS)
+        fisher_eps: float = param(1e-16, float, gt=0)
 
         def __post_init__(self) -> None:
-            if not (self.lambda1 > 0 and self.lambda2 > 0):
-                raise ValueError(f"mnemonic: lambda1 and lambda2 must be positive, got "
-                                 f"{self.lambda1}, {self.lambda2}")  # fmt: skip
-            if not 0.0 <= self.t_mix <= 1.0:
-                raise ValueError(f"mnemonic: t_mix must lie in [0, 1], got {self.t_mix}")
-            if self.sign not in SIGNS:
-                raise ValueError(f"mnemonic: sign must be one of {SIGNS}, got {self.sign!r}")
-            if self.perturbation not in PERTURBATIONS:
-                raise ValueError(f"mnemonic: perturbation must be one of {PERTURBATIONS}, "
-                                 f"got {self.perturbation!r}")  # fmt: skip
-            if not self.fisher_eps > 0:
-                raise ValueError(f"mnemonic: fisher_eps must be positive, got {self.fisher_eps}")
+            validate(self, "mnemonic")  # the declarations above: types, ranges, choices
             _check_normalization(self.code_normalization)
 
     def training_hooks(self) -> tuple[TrainHook, ...]:
