@@ -84,6 +84,8 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
         (("seeds = [0, 1]\n", "seeds = [0, 0]\n"), "bench.seeds has duplicates"),
         (("[methods.finetune]", "[methods.retrain]"), "retraining is the oracle"),
         (("[bench]", "[bench"), "not valid TOML"),
+        (("[methods.finetune]", '[gold]\nn_models = 8\nscenarios = ["class-9"]\n'
+          "[methods.finetune]"), r"gold.scenarios must be .* from \['class-3', 'random-20'\]"),
     ],
 )  # fmt: skip
 def test_config_errors_name_the_key_and_the_allowed_values(tmp_path, edit, match):
@@ -188,6 +190,22 @@ def test_gold_standard_cells(tiny, tmp_path):
     assert gold["value"].between(0, 20).all()
     eps = df[(df["metric"] == "epsilon") & (df["method"] == "finetune")]
     assert len(eps) == len(engine._task(config, "class-3").forget_set)  # one row per example
+
+
+def test_a_method_is_not_run_on_a_request_it_does_not_serve(tiny, tmp_path):
+    """The mnemonic code forgets whole classes: on random samples its cells say so (one
+    ``not_applicable`` row, gold cells included) instead of running or vanishing."""
+    path = tmp_path / "serves.toml"
+    path.write_text(TINY + '[methods.mnemonic]\n[gold]\nn_models = 8\nscenarios = ["random-20"]\n')
+    config = bench.load_config(path)
+    gold = [c for c in bench.plan(config) if c.kind.startswith("gold")]
+    assert {c.scenario for c in gold} == {"random-20"}  # gold.scenarios restricts the cells
+    df = bench.run(config, tmp_path / "serves", progress=False)
+    mnemonic = df[df["method"] == "mnemonic"]
+    on_random = mnemonic[mnemonic["scenario"] == "random-20"]
+    assert set(on_random["metric"]) == {"not_applicable"} and len(on_random) == 3  # 2 seeds, gold
+    on_class = mnemonic[mnemonic["scenario"] == "class-3"]
+    assert "accuracy" in set(on_class["metric"]) and "not_applicable" not in set(on_class["metric"])
 
 
 def test_tuning_gives_every_method_the_same_budget_resumes_and_is_reused(tiny, tmp_path):

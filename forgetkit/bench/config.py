@@ -37,7 +37,7 @@ _SECTIONS = {
     "train": None,  # checked by TrainConfig
     "scenario": None,  # a list, checked per entry
     "methods": None,  # method -> hyperparameters, checked by the registry
-    "gold": {"n_models", "scores"},
+    "gold": {"n_models", "scores", "scenarios"},
     "tune": {"trials", "seed", "split_offset", "space"},
 }
 
@@ -222,6 +222,11 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> BenchConfig:
     if bad:
         raise ConfigError(f"{where}: gold.scores must be a list from {list(GOLD_SCORES)}, "
                           f"got {scores!r}")  # fmt: skip
+    names = [s.name for s in scenarios]
+    chosen = gold.setdefault("scenarios", names)  # the per-example scores' scenarios
+    if not isinstance(chosen, list) or not chosen or set(chosen) - set(names):
+        raise ConfigError(f"{where}: gold.scenarios must be a non-empty list of scenario "
+                          f"names from {names}, got {chosen!r}")  # fmt: skip
     tune = _check_tune(dict(raw.get("tune", {})), {m.label: m.method for m in methods}, where)
     return BenchConfig(
         name=str(bench.get("name", "bench")),

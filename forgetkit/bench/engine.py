@@ -12,6 +12,10 @@ A run is a list of *cells*, each a pure function of the config and its own coord
   scores of :mod:`forgetkit.metrics.gold` over N unlearned and N retrained models, and
   ``gold-floor``, the same scores of retraining against itself.
 
+A method whose ``serves`` does not include a scenario's kind of request (the mnemonic code,
+made for whole classes, on random samples) is not run there: its cells hold one
+``not_applicable`` row, so tables show it as such instead of silently dropping it.
+
 Each cell's rows are written to ``cells/<key>.json`` (temporary file, then rename) when it
 finishes, so a run killed at any moment loses at most the cells in flight, and a rerun skips
 every stored cell. The engine only describes cells; executors run them: in this process,
@@ -37,7 +41,7 @@ import pandas as pd
 from forgetkit.bench.config import BenchConfig
 from forgetkit.cache import hash_payload
 
-BENCH_VERSION = 1  # bump when a change here changes what a cell computes
+BENCH_VERSION = 2  # bump when a change here changes what a cell computes
 COLUMNS = ("scenario", "method", "seed", "split", "metric", "value")
 EXECUTORS = ("inline", "process", "ray")
 
@@ -59,8 +63,10 @@ def plan(config: BenchConfig) -> list[Cell]:
     cells += [Cell("method", s.name, m.label, seed) for s in config.scenarios
               for m in config.methods for seed in config.seeds]  # fmt: skip
     if config.gold.get("n_models", 0):
-        cells += [Cell("gold-floor", s.name) for s in config.scenarios]
-        cells += [Cell("gold", s.name, m.label) for s in config.scenarios for m in config.methods]
+        chosen = config.gold.get("scenarios") or [s.name for s in config.scenarios]
+        gold = [s for s in config.scenarios if s.name in chosen]
+        cells += [Cell("gold-floor", s.name) for s in gold]
+        cells += [Cell("gold", s.name, m.label) for s in gold for m in config.methods]
     return cells
 
 
@@ -222,9 +228,26 @@ def _oracle_cell(config, cell, task, device) -> list[dict[str, Any]]:
     return _rows(evaluate({}, task, oracle, device=device), cell.scenario)
 
 
+def applicable(config: BenchConfig, label: str, scenario: str) -> bool:
+    """Whether the method of ``label`` is designed for the kind of request of ``scenario``
+    (its ``serves``); the cells of one that is not hold a single ``not_applicable`` row."""
+    from forgetkit.methods import get_method
+
+    spec = next(m for m in config.methods if m.label == label)
+    kind = next(s.kind for s in config.scenarios if s.name == scenario)
+    return kind in type(get_method(spec.method)).serves
+
+
+def not_applicable_rows(cell: Cell) -> list[dict[str, Any]]:
+    return [{"scenario": cell.scenario, "method": cell.method, "seed": cell.seed, "split": "-",
+             "metric": "not_applicable", "value": 1.0}]  # fmt: skip
+
+
 def _method_cell(config, cell, task, device) -> list[dict[str, Any]]:
     from forgetkit.metrics import evaluate
 
+    if not applicable(config, cell.method, cell.scenario):
+        return not_applicable_rows(cell)
     method = method_instance(config, cell.method, cell.scenario)
     original = original_model(config, task, method, cell.seed, device)
     oracle = oracle_models(config, task, device)

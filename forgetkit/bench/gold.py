@@ -28,7 +28,9 @@ import numpy as np
 
 from forgetkit.bench.engine import (
     _recipe,
+    applicable,
     method_instance,
+    not_applicable_rows,
     oracle_models,
     original_model,
     unlearn_inputs,
@@ -67,6 +69,8 @@ def _summary_rows(cell, split: str, name: str, values: np.ndarray) -> list[dict[
 
 
 def gold_cell(config, cell, task, device) -> list[dict[str, Any]]:
+    if not applicable(config, cell.method, cell.scenario):
+        return not_applicable_rows(cell)
     n = config.gold["n_models"]
     scores = config.gold["scores"]
     method = method_instance(config, cell.method, cell.scenario)

@@ -64,6 +64,7 @@ def tune(config: BenchConfig, out_dir: str | Path, *, progress: bool = False) ->
 
     from forgetkit.bench.engine import (
         _task,
+        applicable,
         method_instance,
         oracle_models,
         original_model,
@@ -88,7 +89,7 @@ def tune(config: BenchConfig, out_dir: str | Path, *, progress: bool = False) ->
         oracle = oracle_models(val, task, device)
         oracle_rows = evaluate({}, task, oracle, metrics=("accuracy", "mia_loss_cv"))
         for spec in config.methods:
-            if spec.label not in spaces:
+            if spec.label not in spaces or not applicable(val, spec.label, scenario.name):
                 continue
             base = method_instance(val, spec.label, scenario.name)
             original = original_model(val, task, base, config.tune["seed"], device)

@@ -69,6 +69,8 @@ from forgetkit.validation import (
 )
 
 INPUTS = ("forget", "retain", "nonmember", "validation", "record")
+# The kinds of forget request (``ForgetTask.kind`` in :mod:`forgetkit.scenarios`).
+REQUESTS = ("class", "subclass", "random", "identity", "injected", "indices")
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,6 +110,10 @@ class UnlearningMethod(ABC):
     # never read, copied or moved, and the method sees an empty (n, 0) placeholder instead.
     labels_only: ClassVar[frozenset[str]] = frozenset()
     paper: ClassVar[str] = ""  # bibliography key of the source paper
+    # The kinds of request (``REQUESTS``) the method is designed to serve: a class-only
+    # method still runs on a random forget set, but what it forgets is then not what was
+    # asked, so generic drivers (the benchmark) report it as not applicable instead.
+    serves: ClassVar[frozenset[str]] = frozenset(REQUESTS)
     Hyperparameters: ClassVar[type] = NoHyperparameters
 
     def __init__(self, **hyperparameters: Any) -> None:
@@ -142,6 +148,7 @@ class UnlearningMethod(ABC):
             "record_keys": sorted(cls.record_keys),
             "training_hooks": [h.name for h in cls().training_hooks()],
             "paper": cls.paper,
+            "serves": sorted(cls.serves),
             "hyperparameters": dataclasses.asdict(cls.Hyperparameters()),
         }
 

@@ -205,6 +205,7 @@ class MnemonicUnlearning(UnlearningMethod):
     name = "mnemonic"
     needs = frozenset({"forget", "record"})
     labels_only = frozenset({"forget"})
+    serves = frozenset({"class", "identity"})  # whole classes (an identity is a class)
     record_keys = frozenset({CODES, COUNTS})
     paper = "yamashita2024mnemonic"
 
