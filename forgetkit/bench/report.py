@@ -8,6 +8,7 @@ speed-up over retraining from scratch against the same distance, as SVG and PNG 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +32,65 @@ def tradeoff_table(df: pd.DataFrame) -> pd.DataFrame:
     t["forget_gap"] = (t["forget_mean"] - t["forget_oracle_mean"]).abs()
     t["speedup"] = t["seconds_oracle_mean"] / t["seconds_mean"]
     return t.reset_index()
+
+
+NOT_APPLICABLE = "n/a"  # the method does not serve the request: not run
+
+
+def not_applicable(df: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (scenario, method) pairs whose cells were not run: the method does not serve
+    that kind of request (see ``UnlearningMethod.serves``)."""
+    rows = df[df["metric"] == "not_applicable"]
+    return set(zip(rows["scenario"], rows["method"], strict=True))
+
+
+def comparison_table(
+    df: pd.DataFrame,
+    scenario: str,
+    columns: Mapping[str, tuple[str, str]],
+    *,
+    digits: int = 3,
+    methods: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """One scenario as a compact table of strings: a row per method (the oracle first),
+    a column per ``label -> (split, metric)``, each cell "mean ± half-width of the 95%
+    interval over seeds" (the interval is omitted with one seed). A method that was not
+    run because it does not serve the request says so in every column.
+
+    ``methods`` fixes the rows and their order (default: as in ``df``)."""
+    s = summary(df[df["scenario"] == scenario])
+    skipped = {m for sc, m in not_applicable(df) if sc == scenario}
+    order = list(methods) if methods is not None else list(dict.fromkeys(df["method"]))
+    order = ["retrain", *[m for m in order if m != "retrain"]]
+    out = pd.DataFrame(index=pd.Index(order, name="method"), columns=list(columns), dtype=object)
+    for label, (split, metric) in columns.items():
+        part = s[(s["split"] == split) & (s["metric"] == metric)].set_index("method")
+        for method in order:
+            if method in skipped:
+                out.loc[method, label] = NOT_APPLICABLE
+            elif method in part.index:
+                out.loc[method, label] = format_interval(
+                    part.loc[method, "mean"], part.loc[method, "ci95"], digits
+                )
+            else:
+                out.loc[method, label] = ""
+    return out.rename(index={"retrain": "retrain (oracle)"})
+
+
+def format_interval(mean: float, half: float, digits: int = 3) -> str:
+    """``mean ± half`` with ``digits`` decimals, no negative zero, the ± part dropped when
+    the half-width is unknown (one seed)."""
+    import math
+
+    def fmt(x: float) -> str:
+        text = f"{x:.{digits}f}"
+        return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return ""
+    if half is None or math.isnan(float(half)):
+        return fmt(float(mean))
+    return f"{fmt(float(mean))} ± {fmt(float(half))}"
 
 
 def draw(out_dir: str | Path) -> list[Path]:
