@@ -102,8 +102,23 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1, bn: bool = 
 
 
 class AllCNN(nn.Module):
-    """All-CNN (Springenberg et al. 2015) as in Golatkar et al.'s code: 96/192 filters scaled
-    by ``width``, batch norm after every convolution, optional dropout, global average pool."""
+    """All-CNN :cite:p:`springenberg2015striving` as in Golatkar et al.'s code: 96/192
+    filters scaled by ``width``, batch norm after every convolution, optional dropout,
+    global average pool.
+
+    Parameters
+    ----------
+    in_shape
+        Shape of one input image, channels first.
+    num_classes
+        Number of outputs (logits).
+    width
+        Multiplier of the 96 and 192 filters of the original network.
+    batch_norm
+        Batch normalisation after every convolution, as in the official code.
+    dropout
+        Dropout (p = 0.5) after each strided block, as in the original paper.
+    """
 
     def __init__(self, in_shape, num_classes, width: float = 1.0, batch_norm: bool = True,
                  dropout: bool = False) -> None:  # fmt: skip
@@ -131,7 +146,7 @@ class AllCNN(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation basic block (He et al. 2016)."""
+    """Pre-activation basic block :cite:p:`he2016identity`."""
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()

@@ -131,3 +131,38 @@ def test_some_output_is_compared(name):
     assert all(c.outputs for c in checked), (
         f"{name}: a cell tagged nbval-check-output prints nothing"
     )
+
+
+def _build_book():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_book", module)  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_setup_cells_are_hidden_from_the_page(name):
+    """The build tags the Colab install cell and papermill's injected-parameters cell
+    ``remove-cell`` (scripts/build_book.py, hide_setup_cells); the parameters cell stays."""
+    build_book = _build_book()
+    nb = committed(name)
+    injected = nbformat.v4.new_code_cell('PROFILE = "paper"\n')
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(1, injected)  # where papermill puts it: after the parameters cell
+    assert build_book.hide_setup_cells(nb, name) == 2
+    removed = [c for c in nb.cells if "remove-cell" in c.metadata.get("tags", [])]
+    assert removed[0] is injected
+    assert build_book.COLAB_MARK in removed[1].source and "%pip install" in removed[1].source
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert params and "remove-cell" not in params[0].metadata["tags"]
+
+
+def test_a_chapter_without_its_colab_cell_stops_the_build():
+    build_book = _build_book()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    with pytest.raises(SystemExit, match="Colab install cell"):
+        build_book.hide_setup_cells(nb, "empty")
