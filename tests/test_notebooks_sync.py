@@ -10,6 +10,7 @@ and a chapter that papermill cannot parameterise.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import nbformat
@@ -166,3 +167,43 @@ def test_a_chapter_without_its_colab_cell_stops_the_build():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     with pytest.raises(SystemExit, match="Colab install cell"):
         build_book.hide_setup_cells(nb, "empty")
+
+
+HIDDEN = {"hide-input", "remove-input", "remove-cell"}
+# Calls that teach the API: a plotting cell making one of them stays visible.
+API = re.compile(
+    r"\.unlearn\(|get_method\(|evaluate\(|summarize\(|train_original\(|fk\.retrain\("
+    r"|\bfoci\(|codec_all\(|fisher_diagonal\("
+)
+
+
+def _needs_collapsing(cell) -> str | None:
+    """Why a code cell is bookkeeping the page should collapse, or None."""
+    tags = set(cell.metadata.get("tags", []))
+    if "nbval-check-output" in tags:
+        return "a range check for nbval"
+    if 'if PROFILE == "paper"' in cell.source and "PAPER_RESULTS" in cell.source:
+        return "the paper-profile block"
+    if "plt.subplots(" in cell.source and not API.search(cell.source):
+        return "plotting code"
+    return None
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_bookkeeping_code_is_collapsed(name):
+    """Range checks, paper-profile blocks and plotting cells (those that call no method or
+    metric of the API) are tagged hide-input, so the page reads as text and figures."""
+    nb = jupytext.read(SRC / f"{name}.md")
+    shown = [
+        f"code cell {k} ({why}): {cell.source.splitlines()[0][:60]!r}"
+        for k, cell in enumerate(c for c in nb.cells if c.cell_type == "code")
+        if (why := _needs_collapsing(cell)) and not HIDDEN & set(cell.metadata.get("tags", []))
+    ]
+    assert shown == [], f"{name}: tag these cells hide-input:\n" + "\n".join(shown)
+
+
+def test_the_collapse_rule_can_fail():
+    plot = nbformat.v4.new_code_cell("fig, ax = plt.subplots()\nax.plot([1, 2])")
+    teach = nbformat.v4.new_code_cell("fig, ax = plt.subplots()\nr = m.unlearn(original, f)")
+    assert _needs_collapsing(plot) == "plotting code"
+    assert _needs_collapsing(teach) is None
