@@ -76,7 +76,15 @@ SOURCES: dict[str, _Source] = {
 
 @dataclass(frozen=True, eq=False)
 class Samples:
-    """Inputs and labels, already normalised: the currency every method and metric takes."""
+    """Inputs and labels, already normalised: the currency every method and metric takes.
+
+    Parameters
+    ----------
+    x
+        Normalised images, one per row (N, C, H, W).
+    y
+        Integer class labels (N,).
+    """
 
     x: Tensor
     y: Tensor
@@ -106,10 +114,23 @@ class Samples:
         return self.x.device
 
     def to(self, device: torch.device | str) -> Samples:
+        """The same samples on ``device``.
+
+        Parameters
+        ----------
+        device
+            Where to move the tensors.
+        """
         return Samples(self.x.to(device), self.y.to(device))
 
     def subset(self, index: Tensor | np.ndarray | Sequence[int]) -> Samples:
-        """The samples at ``index`` (integer positions, or a boolean mask of length n)."""
+        """The samples at ``index`` (integer positions, or a boolean mask of length n).
+
+        Parameters
+        ----------
+        index
+            Integer positions, or a boolean mask of length n.
+        """
         idx = _as_index(index, len(self), "index")
         return Samples(self.x[torch.as_tensor(idx, device=self.x.device)],
                        self.y[torch.as_tensor(idx, device=self.y.device)])  # fmt: skip
@@ -117,7 +138,17 @@ class Samples:
     def batches(
         self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(x, y)`` mini-batches; shuffling draws only from ``generator``."""
+        """Yield ``(x, y)`` mini-batches; shuffling draws only from ``generator``.
+
+        Parameters
+        ----------
+        batch_size
+            Samples per batch (the last one may be smaller).
+        shuffle
+            Visit the samples in a random order.
+        generator
+            Source of the shuffling order (None: torch's global generator).
+        """
         batch_size = _positive_int(batch_size, "batch_size")
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else None
@@ -272,7 +303,27 @@ def _positive_int(value: Any, what: str) -> int:
 
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
-    """A labelled image dataset with fixed train and test parts, normalised per channel."""
+    """A labelled image dataset with fixed train and test parts, normalised per channel.
+
+    Parameters
+    ----------
+    name
+        The dataset's registered name.
+    train
+        The training images and labels.
+    test
+        The test images and labels.
+    classes
+        Class names, in label order.
+    mean
+        Per-channel mean used to normalise the images.
+    std
+        Per-channel standard deviation used to normalise the images.
+    exact
+        Whether the pixels are the official ones (False for a re-encoded copy such as JPEG).
+    note
+        Where the data came from and how it differs from the official release.
+    """
 
     name: str
     train: Samples
@@ -300,19 +351,41 @@ class ImageDataset:
         return h.hexdigest()[:16]
 
     def denormalize(self, x: Tensor) -> Tensor:
-        """Back to pixel intensities in [0, 1], for display."""
+        """Back to pixel intensities in [0, 1], for display.
+
+        Parameters
+        ----------
+        x
+            Normalised images, as the model takes them.
+        """
         mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
         return (x * std + mean).clamp(0, 1)
 
     def normalize(self, pixels: Tensor) -> Tensor:
-        """From intensities in [0, 1] to the model's input space."""
+        """From intensities in [0, 1] to the model's input space.
+
+        Parameters
+        ----------
+        pixels
+            Images with intensities in [0, 1].
+        """
         mean = torch.tensor(self.mean, device=pixels.device).view(-1, 1, 1)
         std = torch.tensor(self.std, device=pixels.device).view(-1, 1, 1)
         return (pixels - mean) / std
 
     def subsample(self, n_train: int | None = None, n_test: int | None = None, *, seed: int = 0):
-        """A class-stratified subset of the train and test parts, reproducible from ``seed``."""
+        """A class-stratified subset of the train and test parts, reproducible from ``seed``.
+
+        Parameters
+        ----------
+        n_train
+            Training samples to keep (None: all).
+        n_test
+            Test samples to keep (None: all).
+        seed
+            Seed of the draw.
+        """
         for n, what in ((n_train, "n_train"), (n_test, "n_test")):
             if n is not None:
                 _positive_int(n, what)
@@ -331,7 +404,13 @@ class ImageDataset:
         return _replace(self, name=label, train=train, test=test)
 
     def resized(self, size: int) -> ImageDataset:
-        """Area-downsampled images (e.g. Olivetti's 64x64 to 32x32 for faster models)."""
+        """Area-downsampled images (e.g. Olivetti's 64x64 to 32x32 for faster models).
+
+        Parameters
+        ----------
+        size
+            Side of the square output images, in pixels.
+        """
         size = _positive_int(size, "size")
 
         def shrink(s: Samples) -> Samples:
@@ -516,6 +595,15 @@ def load_dataset(name: str, *, root: str | Path | None = None, download: bool | 
     Looks first in ``root`` (default: ``$FORGETKIT_DATA``), verifying the file against the
     folder's MANIFEST.json; otherwise downloads the official data unless ``download`` is
     false or ``$FORGETKIT_OFFLINE`` is ``1``.
+
+    Parameters
+    ----------
+    name
+        Which dataset to load.
+    root
+        Folder with the offline files (default ``$FORGETKIT_DATA``).
+    download
+        Whether a missing file may be downloaded (default: yes unless ``$FORGETKIT_OFFLINE=1``).
     """
     if not isinstance(name, str) or name not in SOURCES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(SOURCES)}")

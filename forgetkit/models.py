@@ -19,7 +19,19 @@ from forgetkit.runtime import seeded
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What to build: an architecture name, the input shape, the classes and options."""
+    """What to build: an architecture name, the input shape, the classes and options.
+
+    Parameters
+    ----------
+    name
+        Architecture name (one of :func:`build_model`'s models).
+    in_shape
+        Input shape, (channels, height, width).
+    num_classes
+        Number of outputs.
+    options
+        Architecture options (``width``, ``batch_norm``, ...), passed to its constructor.
+    """
 
     name: str
     in_shape: tuple[int, int, int]
@@ -43,12 +55,21 @@ class ModelConfig:
         return cls(name, data.image_shape, data.num_classes, options)
 
     def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values, for cache keys and stored results."""
         return {"name": self.name, "in_shape": list(self.in_shape),
                 "num_classes": self.num_classes, "options": dict(self.options)}  # fmt: skip
 
 
 def build_model(config: ModelConfig, *, seed: int | None = None) -> nn.Module:
-    """A freshly initialised network; with ``seed``, the same weights on every call."""
+    """A freshly initialised network; with ``seed``, the same weights on every call.
+
+    Parameters
+    ----------
+    config
+        What to build.
+    seed
+        Seed of the initial weights; None draws from torch's global generator.
+    """
     factory = MODELS[config.name]
     if seed is None:
         return factory(config.in_shape, config.num_classes, **config.options)
@@ -102,8 +123,23 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1, bn: bool = 
 
 
 class AllCNN(nn.Module):
-    """All-CNN (Springenberg et al. 2015) as in Golatkar et al.'s code: 96/192 filters scaled
-    by ``width``, batch norm after every convolution, optional dropout, global average pool."""
+    """All-CNN :cite:p:`springenberg2015striving` as in Golatkar et al.'s code: 96/192
+    filters scaled by ``width``, batch norm after every convolution, optional dropout,
+    global average pool.
+
+    Parameters
+    ----------
+    in_shape
+        Shape of one input image, channels first.
+    num_classes
+        Number of outputs (logits).
+    width
+        Multiplier of the 96 and 192 filters of the original network.
+    batch_norm
+        Batch normalisation after every convolution, as in the official code.
+    dropout
+        Dropout (p = 0.5) after each strided block, as in the original paper.
+    """
 
     def __init__(self, in_shape, num_classes, width: float = 1.0, batch_norm: bool = True,
                  dropout: bool = False) -> None:  # fmt: skip
@@ -131,7 +167,7 @@ class AllCNN(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation basic block (He et al. 2016)."""
+    """Pre-activation basic block :cite:p:`he2016identity`."""
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
@@ -206,6 +242,13 @@ def reinitialize(model: nn.Module, *, seed: int) -> nn.Module:
     The retrain oracle must start from scratch: a bug in a popular repository reset only
     top-level children. Any module that owns parameters but cannot reset them is an error,
     so no trained weight can survive silently.
+
+    Parameters
+    ----------
+    model
+        The network to reset, in place (it is also returned).
+    seed
+        Seed of the new initial weights.
     """
     with seeded(seed, "cpu"), torch.no_grad():
         for name, module in model.named_modules():

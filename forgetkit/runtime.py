@@ -18,6 +18,11 @@ def resolve_device(device: DeviceLike = None) -> torch.device:
 
     Asking for CUDA on a machine without it is an error rather than a silent fallback,
     so a GPU experiment never quietly runs (and is timed) on the CPU.
+
+    Parameters
+    ----------
+    device
+        None or ``"auto"`` to pick, else a device name, index or ``torch.device``.
     """
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

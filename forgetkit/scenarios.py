@@ -29,7 +29,27 @@ from forgetkit.data import ImageDataset, Samples, _replace
 
 @dataclass(frozen=True, eq=False)
 class ForgetTask:
-    """One forgetting experiment's data: what to forget, what to keep, what to test on."""
+    """One forgetting experiment's data: what to forget, what to keep, what to test on.
+
+    Parameters
+    ----------
+    data
+        The dataset the indices point into.
+    forget
+        Training-set indices to forget.
+    retain
+        Training-set indices to keep (disjoint from ``forget``).
+    test
+        Test-set indices used to measure utility.
+    heldout
+        Test-set indices no model trains on: the non-members of the membership attacks.
+    kind
+        The scenario that made the task ("class", "random", ...), for reports.
+    spec
+        The arguments that made it (class, count, seed), recorded for provenance.
+    forget_classes
+        Classes forgotten entirely (empty unless a whole class or identity goes).
+    """
 
     data: ImageDataset
     forget: np.ndarray
@@ -107,6 +127,7 @@ class ForgetTask:
         return h.hexdigest()[:16]
 
     def describe(self) -> str:
+        """One line for printing: the kind, the dataset and the size of every part."""
         return (
             f"{self.kind} forgetting on {self.data.name}: forget {self.forget.size}, "
             f"retain {self.retain.size}, test {self.test.size}, held-out {self.heldout.size}"
@@ -201,7 +222,20 @@ def _task(data, forget, kind, spec, rng, heldout_fraction, forget_classes=()) ->
 def forget_class(
     data: ImageDataset, cls: int | str, *, seed: int = 0, heldout_fraction: float = 0.5
 ) -> ForgetTask:
-    """Forget every training sample of one class."""
+    """Forget every training sample of one class.
+
+    Parameters
+    ----------
+    data
+        The dataset whose training set the request removes from.
+    cls
+        The class to forget, by index or by name.
+    seed
+        Seed of the random choices (which samples, which split of the test set).
+    heldout_fraction
+        Share of the test set set aside as held-out non-members for the membership attacks (the rest
+        stays the test set).
+    """
     c = _class_index(_check_data(data), cls)
     rng = _rng(seed)
     forget = np.flatnonzero(data.train.y.numpy() == c)
@@ -213,7 +247,20 @@ def forget_class(
 def forget_identity(
     data: ImageDataset, person: int, *, seed: int = 0, heldout_fraction: float = 0.5
 ) -> ForgetTask:
-    """Forget every image of one person (a face dataset's class is an identity)."""
+    """Forget every image of one person (a face dataset's class is an identity).
+
+    Parameters
+    ----------
+    data
+        The dataset whose training set the request removes from.
+    person
+        The identity (class index) whose images are forgotten.
+    seed
+        Seed of the random choices (which samples, which split of the test set).
+    heldout_fraction
+        Share of the test set set aside as held-out non-members for the membership attacks (the rest
+        stays the test set).
+    """
     _class_index(_check_data(data), person, "person")
     task = forget_class(data, person, seed=seed, heldout_fraction=heldout_fraction)
     return _replace_task(task, kind="identity", spec={"person": task.spec["class"], "seed": seed})
@@ -224,7 +271,22 @@ def forget_subclass(
     heldout_fraction: float = 0.5,
 ) -> ForgetTask:  # fmt: skip
     """Forget ``n`` random samples (or a fraction of the class) of one class; at least one
-    sample of the class is kept (all of it is :func:`forget_class`)."""
+    sample of the class is kept (all of it is :func:`forget_class`).
+
+    Parameters
+    ----------
+    data
+        The dataset whose training set the request removes from.
+    cls
+        The class the samples come from, by index or by name.
+    n
+        How many of its samples: a count (int) or a fraction of the class (float).
+    seed
+        Seed of the random choices (which samples, which split of the test set).
+    heldout_fraction
+        Share of the test set set aside as held-out non-members for the membership attacks (the rest
+        stays the test set).
+    """
     c = _class_index(_check_data(data), cls)
     rng = _rng(seed)
     members = np.flatnonzero(data.train.y.numpy() == c)
@@ -239,7 +301,20 @@ def forget_random(
 ) -> ForgetTask:
     """Forget ``n`` training samples drawn uniformly at random: an int is a count, a float a
     fraction of all training samples (rounded, at least 1). At least one sample must be left
-    to retain, so ``n=1.0`` (everything) raises ``ValueError``."""
+    to retain, so ``n=1.0`` (everything) raises ``ValueError``.
+
+    Parameters
+    ----------
+    data
+        The dataset whose training set the request removes from.
+    n
+        How many samples: a count (int) or a fraction of the training set (float).
+    seed
+        Seed of the random choices (which samples, which split of the test set).
+    heldout_fraction
+        Share of the test set set aside as held-out non-members for the membership attacks (the rest
+        stays the test set).
+    """
     rng = _rng(seed)
     k = _count(n, len(_check_data(data).train), "random")
     forget = rng.choice(len(data.train), size=k, replace=False)
@@ -250,7 +325,20 @@ def forget_indices(
     data: ImageDataset, indices, *, seed: int = 0, heldout_fraction: float = 0.5
 ) -> ForgetTask:
     """Forget the given training indices (checked: 1-D, integers, in range, distinct,
-    non-empty, and not all of them)."""
+    non-empty, and not all of them).
+
+    Parameters
+    ----------
+    data
+        The dataset whose training set the request removes from.
+    indices
+        Training-set indices to forget.
+    seed
+        Seed of the random choices (which samples, which split of the test set).
+    heldout_fraction
+        Share of the test set set aside as held-out non-members for the membership attacks (the rest
+        stays the test set).
+    """
     _check_data(data)
     if isinstance(indices, str | bytes | dict | set):
         raise TypeError(f"indices must be a 1-D sequence of ints, got {type(indices).__name__}")
@@ -284,6 +372,21 @@ def forget_injected(
     them. ``source="noise"`` draws uniform-noise images; an
     :class:`~forgetkit.data.ImageDataset` lends its training images, converted to this
     dataset's channels, size and normalisation.
+
+    Parameters
+    ----------
+    data
+        The dataset the samples are injected into.
+    n
+        How many samples to inject (and then forget).
+    source
+        ``"noise"`` for uniform noise, or a dataset (or its name) whose training images are
+        injected.
+    seed
+        Seed of the random choices (which samples, which split of the test set).
+    heldout_fraction
+        Share of the test set set aside as held-out non-members for the membership attacks (the rest
+        stays the test set).
     """
     rng = _rng(seed)
     _check_data(data)

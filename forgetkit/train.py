@@ -31,7 +31,27 @@ TRAIN_CODE_VERSION = 1  # bump when a change to this module changes trained weig
 class TrainConfig:
     """SGD hyperparameters. ``l2_to_init`` makes weight decay pull toward the initial weights
     rather than zero, as Golatkar et al.'s training code does; ``bn_eval`` keeps batch-norm
-    statistics frozen (their ``--disable-bn``)."""
+    statistics frozen (their ``--disable-bn``).
+
+    Parameters
+    ----------
+    epochs
+        Passes over the training data.
+    lr
+        Learning rate (the peak rate for the cosine and one-cycle schedules).
+    momentum
+        SGD momentum.
+    weight_decay
+        L2 penalty coefficient.
+    batch_size
+        Samples per step.
+    schedule
+        Learning-rate schedule over the epochs.
+    l2_to_init
+        Decay toward the initial weights instead of toward zero.
+    bn_eval
+        Keep batch-norm layers in eval mode (statistics frozen) while training.
+    """
 
     epochs: int = param(10, int, ge=0)
     lr: float = param(0.05, float, gt=0)
@@ -78,7 +98,34 @@ class TrainHook:
 
 @dataclass
 class TrainedModel:
-    """A trained network with its per-epoch history and provenance."""
+    """A trained network with its per-epoch history and provenance.
+
+    Parameters
+    ----------
+    model
+        The trained network.
+    history
+        Per-epoch records: epoch, mean training loss, training accuracy.
+    seconds
+        Time the training took (for a cached model, the original training's time).
+    key
+        The checkpoint's content-addressed cache key.
+    cached
+        Whether it was loaded from the cache rather than trained now.
+    artifacts
+        What the training hooks recorded, by name (stored with the checkpoint).
+    meta
+        What the cache stores beside the weights: history, seconds, the cache key's
+        payload, the torch version.
+    model_config
+        How the network was built.
+    train_config
+        How it was trained.
+    train_size
+        Number of training samples.
+    seed
+        The training seed.
+    """
 
     model: nn.Module
     history: list[dict[str, float]]
@@ -221,6 +268,31 @@ def train_model(
     its weights enter the cache key. ``stream`` names an independent family of seeds:
     the original model and the oracle use different streams, so that oracle seed 0 does not
     share its initial weights (and batch order) with an original trained at seed 0.
+
+    Parameters
+    ----------
+    model_config
+        The network to build.
+    data
+        Training samples.
+    config
+        SGD recipe.
+    seed
+        Seed of the initial weights and the batch order (within ``stream``).
+    device
+        Where to train (None or ``"auto"``: CUDA when present).
+    cache
+        A cache to read and write, True for the default one, False for none.
+    hooks
+        Training hooks whose artifacts are recorded with the model.
+    init_from
+        A network whose weights to start from instead of a fresh initialisation.
+    progress
+        Show a progress bar.
+    desc
+        The progress bar's label.
+    stream
+        Name of the seed family (original and oracle differ).
     """
     dev = resolve_device(device)
     if not isinstance(model_config, ModelConfig):
@@ -281,7 +353,19 @@ def train_model(
 
 
 def train_original(task: Any, model_config: ModelConfig, config: TrainConfig, **kwargs: Any):
-    """The model to unlearn from: trained on forget and retain sets together."""
+    """The model to unlearn from: trained on forget and retain sets together.
+
+    Parameters
+    ----------
+    task
+        The forgetting task; trains on its forget and retain sets.
+    model_config
+        The network to build.
+    config
+        SGD recipe.
+    **kwargs
+        Passed to :func:`train_model` (``seed``, ``device``, ``hooks``, ...).
+    """
     kwargs.setdefault("desc", "original")
     kwargs.setdefault("stream", "original")
     return train_model(model_config, task.train_set, config, **kwargs)
@@ -299,6 +383,19 @@ def retrain(
 
     Each is built anew from ``model_config`` (every submodule freshly initialised), so no
     trained weight survives; the spread over seeds is the yardstick for every metric.
+
+    Parameters
+    ----------
+    task
+        The forgetting task; trains on its retain set.
+    model_config
+        The network to build.
+    config
+        SGD recipe (the original's, for a fair yardstick).
+    seeds
+        One oracle model per seed.
+    **kwargs
+        Passed to :func:`train_model` (``device``, ``cache``, ...).
     """
     seeds = tuple(seeds)
     if len(seeds) == 0:

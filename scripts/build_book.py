@@ -236,8 +236,35 @@ def fill_report(page: Path, table: str) -> None:
     page.write_text(text[:start] + "\n\n" + table + "\n" + text[end:])
 
 
+COLAB_MARK = '"google.colab" in sys.modules'
+
+
+def hide_setup_cells(nb, name: str) -> int:
+    """Tag ``remove-cell`` on the cells that only set a notebook up: papermill's
+    injected-parameters cell (it repeats the parameters cell) and the Colab install cell
+    (it does nothing outside Colab). The tag removes them from the web page only; the
+    notebook a reader opens in Jupyter or on Colab keeps and runs them. Returns how many
+    cells it tagged; exits when the chapter has no Colab install cell to hide."""
+    hidden, colab = 0, 0
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        is_colab = cell.cell_type == "code" and COLAB_MARK in cell.source
+        colab += is_colab
+        if (is_colab or "injected-parameters" in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            hidden += 1
+        if not tags:
+            del cell.metadata["tags"]
+    if colab != 1:
+        sys.exit(f"chapter {name!r}: expected one Colab install cell ({COLAB_MARK}), found {colab}")
+    return hidden
+
+
 def stage(records: list[Record], notebooks: Path) -> None:
-    """Copy the book sources to _build/src, with executed notebooks from ``notebooks``."""
+    """Copy the book sources to _build/src, with executed notebooks from ``notebooks``
+    (their setup cells hidden from the page: see :func:`hide_setup_cells`)."""
+    import nbformat
+
     if STAGE.exists():
         shutil.rmtree(STAGE)
     STAGE.mkdir(parents=True)
@@ -252,7 +279,9 @@ def stage(records: list[Record], notebooks: Path) -> None:
         executed = notebooks / f"{name}.ipynb"
         if not executed.exists():
             sys.exit(f"no executed notebook for chapter {name!r} at {executed}")
-        shutil.copy2(executed, STAGE / "book" / f"{name}.ipynb")
+        nb = nbformat.read(executed, as_version=4)
+        hide_setup_cells(nb, name)
+        nbformat.write(nb, STAGE / "book" / f"{name}.ipynb")
     fill_report(STAGE / "book" / "execution_report.md", report_table(records))
 
 

@@ -18,6 +18,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -277,6 +278,65 @@ def test_screenshots(visit):
     figure = visit(f"{SCREENSHOT_CHAPTER}.html").page.locator("figure").first
     figure.scroll_into_view_if_needed()
     figure.screenshot(path=str(SCREENSHOTS / "figure.png"))
+
+
+def _built(doc: str) -> str:
+    if not (HTML / "index.html").exists():
+        _missing(f"no built site at {HTML.relative_to(ROOT)}: run `make book` first")
+    return (HTML / f"{doc}.html").read_text()
+
+
+_TAGS = re.compile(r"<[^>]+>")
+_BIB_ENTRY = re.compile(
+    r'<div class="citation" id="([^"]+)"[^>]*>\s*<span class="label">(.*?)</span>\s*</span>', re.S
+)
+_IN_TEXT = re.compile(
+    r'<a class="reference internal" href="bibliography\.html#([^"]+)"[^>]*>(.*?)</a>'
+)
+
+
+def _text(html: str) -> str:
+    return " ".join(_TAGS.sub("", html).replace("[", " ").replace("]", " ").split())
+
+
+def test_citations_tell_every_entry_apart():
+    """The bibliography's author-year labels are all different and it holds every entry of
+    book/references.bib (it lists only cited ones); every in-text citation reads as its
+    entry's label ("Golatkar et al., 2020a") or, after the authors' names, its year
+    ("2020a"), so two entries never render alike (book/_ext/forgetkit_sphinx.py)."""
+    labels = {
+        anchor: _text(label) for anchor, label in _BIB_ENTRY.findall(_built("book/bibliography"))
+    }
+    assert labels, "no bibliography entries found in book/bibliography.html"
+    clashes = sorted(lab for lab, n in Counter(labels.values()).items() if n > 1)
+    assert clashes == [], f"bibliography entries sharing a label: {clashes}"
+    bib = (ROOT / "book" / "references.bib").read_text()
+    entries = re.findall(r"^@\w+\{([^,]+),", bib, re.M)
+    assert len(labels) == len(entries), (
+        f"the bibliography shows {len(labels)} of the {len(entries)} entries of "
+        "book/references.bib: the others are cited nowhere"
+    )
+    wrong, cited = [], set()
+    for doc in PAGES:
+        for anchor, text in _IN_TEXT.findall(_built(doc)):
+            text, label = _text(text), labels.get(anchor)
+            cited.add(anchor)
+            if label is None or text not in (label, label.rsplit(", ", 1)[-1]):
+                wrong.append(f"{doc}: {text!r} links to {anchor} labelled {label!r}")
+    assert wrong == [], "in-text citations that do not read as their entry:\n" + "\n".join(wrong)
+    assert sorted(set(labels) - cited) == [], "bibliography entries no page cites"
+
+
+@pytest.mark.parametrize(
+    "doc", [d for d in PAGES if (ROOT / "book/src" / f"{Path(d).name}.md").exists()]
+)
+def test_setup_cells_are_not_on_the_page(doc):
+    """The Colab install cell and papermill's injected parameters never show (the build tags
+    them remove-cell: scripts/build_book.py, hide_setup_cells); the parameters cell does."""
+    page = _built(doc)
+    assert "google.colab" not in page, f"{doc}: the Colab install cell is visible"
+    assert "tag_injected-parameters" not in page, f"{doc}: papermill's injected cell is visible"
+    assert "tag_parameters" in page, f"{doc}: the parameters cell is gone too"
 
 
 def test_site_names_only_the_configured_repository():

@@ -10,6 +10,7 @@ and a chapter that papermill cannot parameterise.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import nbformat
@@ -131,3 +132,78 @@ def test_some_output_is_compared(name):
     assert all(c.outputs for c in checked), (
         f"{name}: a cell tagged nbval-check-output prints nothing"
     )
+
+
+def _build_book():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_book", module)  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_setup_cells_are_hidden_from_the_page(name):
+    """The build tags the Colab install cell and papermill's injected-parameters cell
+    ``remove-cell`` (scripts/build_book.py, hide_setup_cells); the parameters cell stays."""
+    build_book = _build_book()
+    nb = committed(name)
+    injected = nbformat.v4.new_code_cell('PROFILE = "paper"\n')
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(1, injected)  # where papermill puts it: after the parameters cell
+    assert build_book.hide_setup_cells(nb, name) == 2
+    removed = [c for c in nb.cells if "remove-cell" in c.metadata.get("tags", [])]
+    assert removed[0] is injected
+    assert build_book.COLAB_MARK in removed[1].source and "%pip install" in removed[1].source
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert params and "remove-cell" not in params[0].metadata["tags"]
+
+
+def test_a_chapter_without_its_colab_cell_stops_the_build():
+    build_book = _build_book()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    with pytest.raises(SystemExit, match="Colab install cell"):
+        build_book.hide_setup_cells(nb, "empty")
+
+
+HIDDEN = {"hide-input", "remove-input", "remove-cell"}
+# Calls that teach the API: a plotting cell making one of them stays visible.
+API = re.compile(
+    r"\.unlearn\(|get_method\(|evaluate\(|summarize\(|train_original\(|fk\.retrain\("
+    r"|\bfoci\(|codec_all\(|fisher_diagonal\("
+)
+
+
+def _needs_collapsing(cell) -> str | None:
+    """Why a code cell is bookkeeping the page should collapse, or None."""
+    tags = set(cell.metadata.get("tags", []))
+    if "nbval-check-output" in tags:
+        return "a range check for nbval"
+    if 'if PROFILE == "paper"' in cell.source and "PAPER_RESULTS" in cell.source:
+        return "the paper-profile block"
+    if "plt.subplots(" in cell.source and not API.search(cell.source):
+        return "plotting code"
+    return None
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_bookkeeping_code_is_collapsed(name):
+    """Range checks, paper-profile blocks and plotting cells (those that call no method or
+    metric of the API) are tagged hide-input, so the page reads as text and figures."""
+    nb = jupytext.read(SRC / f"{name}.md")
+    shown = [
+        f"code cell {k} ({why}): {cell.source.splitlines()[0][:60]!r}"
+        for k, cell in enumerate(c for c in nb.cells if c.cell_type == "code")
+        if (why := _needs_collapsing(cell)) and not HIDDEN & set(cell.metadata.get("tags", []))
+    ]
+    assert shown == [], f"{name}: tag these cells hide-input:\n" + "\n".join(shown)
+
+
+def test_the_collapse_rule_can_fail():
+    plot = nbformat.v4.new_code_cell("fig, ax = plt.subplots()\nax.plot([1, 2])")
+    teach = nbformat.v4.new_code_cell("fig, ax = plt.subplots()\nr = m.unlearn(original, f)")
+    assert _needs_collapsing(plot) == "plotting code"
+    assert _needs_collapsing(teach) is None

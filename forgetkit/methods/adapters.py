@@ -35,6 +35,21 @@ def as_neurips_unlearning(
     :class:`~forgetkit.train.TrainedModel` (whose record fills in, explicit keys winning).
     Whether the method can run is checked now, at wrap time, with the same check
     ``unlearn`` applies, and the refusal names the missing input.
+
+    Parameters
+    ----------
+    method
+        The method, or its registered name.
+    device
+        Where to run it (default: wherever the network is).
+    seed
+        Seed of the method's random draws.
+    nonmember
+        Data the model never saw, for methods that need non-members.
+    record
+        Training-time record for methods that need one.
+    trained
+        The original's TrainedModel, whose record fills in what ``record`` lacks.
     """
     if isinstance(method, str):
         method = get_method(method)

@@ -87,7 +87,17 @@ class ForgetData:
 
 @dataclass
 class UnlearnResult:
-    """The unlearned model, the seconds the unlearning took, and what the method reports."""
+    """The unlearned model, the seconds the unlearning took, and what the method reports.
+
+    Parameters
+    ----------
+    model
+        The unlearned network (a copy: the caller's model is untouched).
+    seconds
+        Wall-clock time of the unlearning.
+    details
+        What the method reports (noise scales, selected units, ...).
+    """
 
     model: nn.Module
     seconds: float
@@ -100,7 +110,14 @@ class NoHyperparameters:
 
 
 class UnlearningMethod(ABC):
-    """Base class: subclasses set ``name``, ``needs``, ``Hyperparameters`` and ``_unlearn``."""
+    """Base class: subclasses set ``name``, ``needs``, ``Hyperparameters`` and ``_unlearn``.
+
+    Parameters
+    ----------
+    **hyperparameters
+        Overrides of the method's ``Hyperparameters`` defaults, by field name; unknown names and
+        invalid values raise.
+    """
 
     name: ClassVar[str] = "method"
     needs: ClassVar[frozenset[str]] = frozenset({"forget"})
@@ -160,6 +177,13 @@ class UnlearningMethod(ABC):
         wrap time, so both refuse the same things. Override it (calling ``super()``) for a
         need that depends on the hyperparameters, as :class:`~forgetkit.methods.Retrain`
         does for its recipe.
+
+        Parameters
+        ----------
+        given
+            Names of the inputs the caller supplies (``forget``, ``retain``, ``nonmember``, ...).
+        record
+            The training-time record the caller supplies, if any.
         """
         missing = sorted(k for k in self.needs if k not in given)
         if missing:
@@ -184,7 +208,13 @@ class UnlearningMethod(ABC):
     def record_from(self, trained: TrainedModel) -> dict[str, Any]:
         """The forget-time ``record`` taken from the original's
         :class:`~forgetkit.train.TrainedModel`: its hooks' artifacts under their own names,
-        and the recipe it was trained with."""
+        and the recipe it was trained with.
+
+        Parameters
+        ----------
+        trained
+            The original model as training returned it.
+        """
         return {
             **trained.artifacts,
             "model_config": trained.model_config,
@@ -223,6 +253,29 @@ class UnlearningMethod(ABC):
         256 retain (else validation) samples and their weight norms; a collapse (accuracy
         down to the majority-class level, or weights grown tenfold) sets ``collapsed`` and
         warns with a :class:`UtilityWarning`.
+
+        Parameters
+        ----------
+        model
+            The model to unlearn from: a network or the original's TrainedModel.
+        forget
+            The samples to forget.
+        retain
+            The samples to keep, for methods that read them.
+        nonmember
+            Samples the model never saw, from the forget set's distribution, for methods that need
+            them.
+        validation
+            Held-out samples, for methods that check themselves on them (and for the utility check
+            when no retain set is given).
+        record
+            What training recorded (hook artifacts, recipe), for methods that need it.
+        device
+            Where to run (default: where the model is).
+        seed
+            Seed of the method's random draws: the same seed gives the same model.
+        inplace
+            Modify ``model`` itself instead of a copy.
         """
         if isinstance(model, TrainedModel):
             record = {**self.record_from(model), **(record or {})}
@@ -355,11 +408,21 @@ def register(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
 
 
 def get_method(name: str, **hyperparameters: Any) -> UnlearningMethod:
-    """An instance of the registered method ``name`` with the given hyperparameters."""
+    """An instance of the registered method ``name`` with the given hyperparameters.
+
+    Parameters
+    ----------
+    name
+        A registered method name (see :func:`available_methods`).
+    **hyperparameters
+        Overrides of the method's defaults.
+    """
     if name not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; available: {available_methods()}")
     return _REGISTRY[name](**hyperparameters)
 
 
 def available_methods() -> list[str]:
+    """The names :func:`get_method` accepts, sorted: every method registered with
+    :func:`register` (the package's own and any a user has added)."""
     return sorted(_REGISTRY)

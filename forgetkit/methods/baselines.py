@@ -21,7 +21,25 @@ from forgetkit.validation import param, spec, validate
 class SGDHyperparameters:
     """Plain SGD settings shared by the baselines. ``l2_to_init`` and ``bn_eval`` reproduce
     Golatkar et al.'s fine-tuning (weight decay toward the starting weights, batch-norm
-    statistics frozen); see :class:`~forgetkit.train.TrainConfig`."""
+    statistics frozen); see :class:`~forgetkit.train.TrainConfig`.
+
+    Parameters
+    ----------
+    epochs
+        Passes over the data.
+    lr
+        Learning rate.
+    momentum
+        SGD momentum.
+    weight_decay
+        L2 penalty coefficient.
+    batch_size
+        Samples per step.
+    l2_to_init
+        Decay toward the starting (original) weights instead of toward zero.
+    bn_eval
+        Keep batch-norm statistics frozen while training.
+    """
 
     epochs: int = param(10, int, ge=0)
     lr: float = param(0.01, float, gt=0)
@@ -47,7 +65,16 @@ def _seed(gen: torch.Generator) -> int:
 @dataclass(frozen=True)
 class RecipeHyperparameters:
     """Retrain's only knobs: the recipe to retrain with, when the record does not carry it
-    (both are filled from the original's :class:`~forgetkit.train.TrainedModel`)."""
+    (both are filled from the original's :class:`~forgetkit.train.TrainedModel`).
+
+    Parameters
+    ----------
+    train_config
+        The TrainConfig to retrain with (None: the record's).
+    model_config
+        The ModelConfig to build the network from (None: the record's, else a reset copy of the
+        model).
+    """
 
     train_config: TrainConfig | None = field(
         default=None, metadata=spec(TrainConfig, optional=True)
@@ -165,6 +192,30 @@ class NegGrad(UnlearningMethod):
 
     @dataclass(frozen=True)
     class Hyperparameters(SGDHyperparameters):
+        """NegGrad's knobs: gentler SGD defaults than fine-tuning, and the early stop.
+
+        Parameters
+        ----------
+        epochs
+            Most passes of gradient ascent over the forget set.
+        lr
+            Learning rate.
+        momentum
+            SGD momentum.
+        weight_decay
+            L2 penalty coefficient.
+        batch_size
+            Forget samples per step.
+        l2_to_init
+            Decay toward the original weights instead of toward zero.
+        bn_eval
+            Keep batch-norm statistics frozen.
+        stop_accuracy
+            Stop once the forget-set accuracy is at or below this.
+        check_every
+            Also check that accuracy every this many steps (0: at epoch ends only).
+        """
+
         epochs: int = 5
         lr: float = 1e-3
         batch_size: int = 64

@@ -50,6 +50,40 @@ class ForsakenHyperparameters:
     re-implementation (Happy2Git/Unlearning_Inference_IAM), which is not faithful;
     ``ours``: a reconstruction choice, picked by trial on the book chapter's MNIST + faces
     setting at seed 0 (no validation split was set aside for it).
+
+    Parameters
+    ----------
+    edit
+        What the generator edits: one multiplicative mask value per neuron (``"mask"``),
+        or every parameter (``"parameters"``).
+    profile
+        The confidence profile matched to the non-members': per-sample label-sorted
+        (``"label_sorted"``) or the mean softmax (``"mean"``).
+    steps
+        Most generator steps.
+    step_size
+        Scale of each edit: the state moves by ``-step_size`` times the generator's output.
+    generator_lr
+        Adam learning rate of the generator.
+    hidden
+        Hidden units of the generator.
+    retain_weight
+        Weight of the retain cross-entropy in the generator's loss.
+    update_penalty
+        Weight of the mean absolute edit (keeps the network close to the original).
+    retain_batches
+        Retain batches held to measure and keep utility.
+    batch_size
+        Samples per retain batch.
+    target_rate
+        Stop once the oracle's forgetting rate reaches this.
+    max_accuracy_drop
+        Revert to the last checked state and stop if retain accuracy falls more than this.
+    check_every
+        Steps between checks of the forgetting rate and the accuracy.
+    rate_variant
+        How the forgetting rate counts (``"flips"`` or ``"fractions"``, see
+        :func:`~forgetkit.metrics.forgetting_rate`).
     """
 
     edit: Literal["mask", "parameters"] = param("mask", str, choices=("mask", "parameters"))

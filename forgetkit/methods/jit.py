@@ -152,6 +152,37 @@ class JiT(UnlearningMethod):
 
     @dataclass(frozen=True)
     class Hyperparameters:
+        """JiT's knobs (defaults: the official random-forgetting settings).
+
+        Parameters
+        ----------
+        sigma
+            Standard deviation of the Gaussian input perturbations, in normalised units.
+        lr
+            Learning rate of the single SGD pass.
+        n_samples
+            Perturbations drawn per forget sample (the Monte Carlo size).
+        batch_size
+            Forget samples per step.
+        mode
+            ``"official"`` reproduces the official code, ``"corrected"`` the method as
+            described (module docstring).
+        accumulate
+            Let gradients accumulate across batches (official) or reset them (None: as
+            ``mode``).
+        reduction
+            ``"sum"`` or ``"mean"`` of the per-sample ratios over a batch (None: as
+            ``mode``).
+        train_mode
+            Run the network in training mode while unlearning (None: as ``mode``).
+        clamp
+            Clamp perturbed inputs to the batch's range, each image's, or not at all
+            (None: as ``mode``).
+        shuffle
+            Draw the batch order from the seed (as the official loader does); False keeps
+            the given order.
+        """
+
         sigma: float = 0.01
         lr: float = 3e-4
         n_samples: int = 25

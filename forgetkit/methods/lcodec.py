@@ -271,6 +271,63 @@ class LCodec(UnlearningMethod):
 
     @dataclass(frozen=True)
     class Hyperparameters:
+        """L-CODEC's knobs; where the official code departs, its behaviour is the option
+        named in the module docstring.
+
+        Parameters
+        ----------
+        n_perturbations
+            Perturbed copies of the removed sample's input fed to the unit selection.
+        perturbation_std
+            Standard deviation of those input perturbations.
+        selection
+            How units are chosen: ``"foci"``; ablations ``"full"`` (every unit),
+            ``"random"`` (as many as FOCI picks) and ``"one"`` (a single random unit).
+        foci_jitter
+            Noise added to FOCI's inputs to break ties.
+        epsilon
+            Privacy budget of the certified-removal noise.
+        delta
+            Failure probability of that bound.
+        l2_reg
+            The ridge term ``lambda`` of the Newton step (and of the noise bound).
+        hessian_lipschitz
+            Lipschitz constant ``M`` of the Hessian assumed by the noise bound.
+        lipschitz
+            Lipschitz constant ``L`` of the loss assumed by the noise bound.
+        hessian_approx
+            Rank-one Hessians by finite differences (``"fd"``) or the outer product of
+            gradients (``"fisher"``).
+        sample_hessian
+            The removed sample's Hessian: ``"finite_difference"``, or ``"official"``
+            (identically zero, as in the code).
+        fd_lr
+            Size of the SGD step on the sample that the finite difference takes.
+        epoch_gradient
+            The saved epoch gradient: the mean over batches, or ``"official"`` (their sum
+            divided by the training-set size).
+        update
+            Sekhari et al.'s removal step (``"sekhari"``), or ``"cr"``: the sample's
+            regularised Newton step without noise.
+        noise
+            Add the calibrated Gaussian noise.
+        noise_placement
+            Noise on the selected slices (the code) or on the rest (``"complement"``).
+        shrink_n
+            Count the training set down as removals accumulate (False: the code's fixed n).
+        batch_rule
+            How a batch of removals scales the step (``"sekhari"``, or ``"official"``: m = 1
+            and a mean gradient).
+        removal_batch
+            Samples removed per request.
+        val_gap_skip
+            Revert a request's step when validation accuracy falls by more than this.
+        residual_every
+            Record the retain-set accuracy every this many requests (0: never).
+        perturbation_chunk
+            Perturbed inputs per forward pass (memory against speed; no effect on results).
+        """
+
         n_perturbations: int = 1000
         perturbation_std: float = 0.1
         selection: str = "foci"  # "foci", ablations "full", "random" (as many as FOCI), "one"

@@ -211,6 +211,32 @@ class MnemonicUnlearning(UnlearningMethod):
 
     @dataclass(frozen=True)
     class Hyperparameters:
+        """The mnemonic-code knobs (defaults: the official MNIST configuration).
+
+        Parameters
+        ----------
+        lambda1
+            Step scale: each weight moves by at most ``lambda1`` times its sensitivity ratio.
+        lambda2
+            Cap on the largest move within one tensor.
+        t_mix
+            Fraction of training inputs replaced by their class's code (a training-time
+            setting: it enters the training hook).
+        code_seed
+            Seed of the random codes.
+        code_normalization
+            ``(mean, std)`` to put the codes in the data's normalised space, or ``()`` to
+            feed raw [0, 1] codes.
+        sign
+            Direction of the step: ``"select"`` tries both and keeps the better on the
+            codes; ``"plus"`` or ``"minus"`` fix it.
+        perturbation
+            ``"deterministic"`` step (official) or ``"gaussian"``: the step times normal
+            noise (an unverified reading of the paper).
+        fisher_eps
+            Added to both Fishers (divided by their sample counts) before the ratio.
+        """
+
         lambda1: float = param(1e-3, float, gt=0)
         lambda2: float = param(10.0, float, gt=0)
         t_mix: float = param(0.1, float, ge=0, le=1)

@@ -282,6 +282,21 @@ def evaluate(
     training set or retain set (for the oracle: its retain set); and every model must take
     the task's inputs (their shape and float32 dtype) and have one output per class. A
     model that fails is refused with ``ValueError`` or ``TypeError`` naming it.
+
+    Parameters
+    ----------
+    models
+        Method name to a model or a list of models (one per seed).
+    task
+        The forgetting task the models were unlearned on.
+    oracle
+        Models retrained on the retain set (the yardstick).
+    metrics
+        Which metrics to compute.
+    device
+        Where to run every model (default: where each already is).
+    seed
+        Seed of the attacks' subsampling and splits.
     """
     if not isinstance(models, Mapping):
         raise TypeError(f"models must be a mapping of method name -> model(s), got "
@@ -394,6 +409,11 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     Columns: ``retrain`` (the oracle's mean) and ``retrain_std`` (its standard deviation over
     seeds, NaN with one seed), then every other method's mean, in order of appearance. Rows
     keep the order in which ``evaluate`` produced them. Numbers only: format when printing.
+
+    Parameters
+    ----------
+    df
+        The long table from :func:`evaluate`.
     """
     df = _check_frame(df)
     order = list(dict.fromkeys(zip(df["split"], df["metric"], strict=True)))
@@ -421,6 +441,11 @@ def gap_to_oracle(df: pd.DataFrame) -> pd.DataFrame:
     Columns ``method, split, metric, value_mean, oracle_mean, gap`` with ``gap = value_mean
     - oracle_mean`` (signed; NaN where the oracle has no value, e.g. with one oracle seed for
     the oracle-relative metrics, whose oracle value is then undefined).
+
+    Parameters
+    ----------
+    df
+        The long table from :func:`evaluate`.
     """
     df = _check_frame(df)
     means = (df.groupby(["method", "split", "metric"], sort=False)["value"].mean()
