@@ -164,3 +164,14 @@ def test_ssd_is_deterministic_and_needs_the_retain_set():
 def test_bad_hyperparameters_are_refused_naming_the_argument(kwargs, error, argument):
     with pytest.raises(error, match=f"ssd: .*{argument}"):
         fk.get_method("ssd", **kwargs)
+
+
+def test_nothing_is_selected_once_the_forget_set_is_a_fraction_one_over_alpha():
+    """I_D >= (n_f / n) I_f per sample, so with n_f / n = 7/30 >= 1/alpha (alpha >= 4.3)
+    nothing moves, while a smaller alpha does select (the bound, not an empty signal)."""
+    model, forget, retain = _tiny()
+    for alpha, expect_any in ((4.5, False), (10.0, False), (1.5, True)):
+        result = fk.get_method("ssd", alpha=alpha, importance="sample").unlearn(
+            model, forget, retain
+        )
+        assert (sum(result.details["selected"].values()) > 0) == expect_any, alpha

@@ -31,6 +31,14 @@ per-sample Fisher its paper describes. :class:`SSD` offers both, through ``impor
                  sample-weighted mean of the retain and forget importances, which is the
                  per-sample mean over D exactly (up to float rounding).
 ===============  ==========================================================================
+
+A consequence of the rule to know before choosing ``alpha``: since D contains D_f, the
+per-sample ``I_D = (n_r I_r + n_f I_f) / n`` is at least ``(n_f / n) I_f``, so *nothing* can
+be selected once the forget set is a fraction ``1 / alpha`` of the training data or more
+(with the default ``alpha = 10``: a whole class of a balanced 10-class data set). The
+batch importances obey the same bound up to how the batches fall at the retain/forget
+boundary. The official experiments forget classes of CIFAR-20 and CIFAR-100 (5% and 1% of
+the data), and random samples, well below it.
 """
 
 from __future__ import annotations
