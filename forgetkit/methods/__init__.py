@@ -16,8 +16,12 @@ from forgetkit.methods.forsaken import Forsaken
 from forgetkit.methods.jit import JiT
 from forgetkit.methods.lcodec import LCodec
 from forgetkit.methods.mnemonic import MnemonicCodes, MnemonicUnlearning
+from forgetkit.methods.scrub import SCRUB
+from forgetkit.methods.ssd import SSD
 
 __all__ = [
+    "SCRUB",
+    "SSD",
     "Finetune",
     "FisherForgetting",
     "ForgetData",
