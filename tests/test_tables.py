@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,3 +92,36 @@ def test_bad_arguments_are_named():
         format_frame([1, 2], number())
     with pytest.raises(TypeError, match="fmt must be a Format"):
         format_value(1.0, 3)
+
+
+CHAPTERS = Path(__file__).resolve().parent.parent / "book" / "src"
+CONVERTED = ("eternal_sunshine", "measuring")  # chapters whose every table goes through here
+
+
+def _cells(text: str) -> list[str]:
+    return re.findall(r"```\{code-cell\}[^\n]*\n(.*?)\n```", text, flags=re.S)
+
+
+@pytest.mark.parametrize("path", sorted(CHAPTERS.glob("*.md")), ids=lambda p: p.stem)
+def test_every_glued_table_is_numbered_and_captioned(path):
+    text = path.read_text(encoding="utf-8")
+    keys = re.findall(r'glue_table\(\s*f?"([^"]+)"', text)
+    directives = re.findall(r":::\{table\} (.+)\n:name: (\S+)\n\n```\{glue:md\} (\S+)\n", text)
+    named = {name for caption, name, key in directives if caption.strip() and name == key}
+    for key in keys:
+        if "{" in key:  # an f-string key: each expansion must be named
+            pattern = re.compile(re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(key)) + "$")
+            assert any(pattern.match(n) for n in named), f"{path.name}: no table for {key}"
+        else:
+            assert key in named, f"{path.name}: glued table {key!r} has no numbered {{table}}"
+
+
+@pytest.mark.parametrize("name", CONVERTED)
+def test_converted_chapters_show_no_unnumbered_table(name):
+    text = (CHAPTERS / f"{name}.md").read_text(encoding="utf-8")
+    for cell in _cells(text):
+        last = cell.strip().splitlines()[-1] if cell.strip() else ""
+        assert ".style.format(" not in cell, f"{name}: a Styler table bypasses forgetkit.tables"
+        assert not re.search(r"\.(round\(\d*\)|head\(\)|to_html\(\))$", last), (
+            f"{name}: a cell ends in a bare DataFrame ({last!r}); glue it with glue_table"
+        )
