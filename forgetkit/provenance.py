@@ -25,10 +25,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Provenance", "git_commit", "load_results", "save_results"]
+__all__ = [
+    "DirtyResultsError",
+    "Provenance",
+    "git_commit",
+    "load_results",
+    "save_results",
+]
 
 RESULTS_FORMAT = "forgetkit-results"
 RESULTS_VERSION = 1
+
+
+class DirtyResultsError(ValueError):
+    """A stored result was made from a checkout with uncommitted changes: nobody can rerun
+    the code that made it, so the book refuses it unless the caller says it will show that."""
 
 
 @dataclass(frozen=True)
@@ -116,10 +127,17 @@ class Provenance:
             raise ValueError(f"provenance fields missing: {missing}")
         return cls(**{**data, "seeds": tuple(int(s) for s in data["seeds"])})
 
+    @property
+    def dirty(self) -> bool:
+        """Whether the run was made from a checkout with uncommitted changes."""
+        return bool(self.git_commit) and self.git_commit.endswith("-dirty")
+
     def describe(self) -> str:
-        """One line for a caption or a table note."""
+        """One line for a caption or a table note; a dirty commit is said in words."""
         where = self.device + (f" ({self.accelerator})" if self.accelerator else "")
         commit = f" @ {self.git_commit}" if self.git_commit else ""
+        if self.dirty:
+            commit += " (UNCOMMITTED CHANGES: the code that made it is not in any commit)"
         seeds = ", ".join(str(s) for s in self.seeds)
         return (
             f"profile {self.profile}, {where}, seeds {seeds}, {self.seconds:.0f} s, "
@@ -242,8 +260,13 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def load_results(path: str | Path) -> tuple[pd.DataFrame, Provenance]:
-    """Read a file written by :func:`save_results`: ``(records, provenance)``."""
+def load_results(path: str | Path, *, allow_dirty: bool = False) -> tuple[pd.DataFrame, Provenance]:
+    """Read a file written by :func:`save_results`: ``(records, provenance)``.
+
+    A result whose provenance commit ends in ``-dirty`` raises :class:`DirtyResultsError`
+    unless ``allow_dirty=True``: a chapter that still shows one must opt in, and should say
+    so on the page (:meth:`Provenance.describe` does, in capitals).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -272,6 +295,12 @@ def load_results(path: str | Path) -> tuple[pd.DataFrame, Provenance]:
         provenance = Provenance.from_dict(payload["provenance"])
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from err
+    if provenance.dirty and not allow_dirty:
+        raise DirtyResultsError(
+            f"{path} was made from commit {provenance.git_commit!r}, a checkout with "
+            "uncommitted changes; rerun it from a clean commit, or pass allow_dirty=True and "
+            "say on the page that it is not reproducible from any commit"
+        )
     frame = pd.DataFrame(data, columns=columns)
     for column, dtype in zip(columns, dtypes, strict=True):
         if dtype != "object":

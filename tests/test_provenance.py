@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -13,12 +14,20 @@ import pytest
 
 import forgetkit
 from forgetkit import provenance as prov
-from forgetkit.provenance import Provenance, git_commit, load_results, save_results
+from forgetkit.provenance import (
+    DirtyResultsError,
+    Provenance,
+    git_commit,
+    load_results,
+    save_results,
+)
 
 
 @pytest.fixture
 def record() -> Provenance:
-    return Provenance.collect("paper", "cpu", [0, 1, 2], 12.7, note="unit test")
+    """A record as from a clean checkout (this one may be dirty while tests run)."""
+    made = Provenance.collect("paper", "cpu", [0, 1, 2], 12.7, note="unit test")
+    return dataclasses.replace(made, git_commit="0123abc")
 
 
 @pytest.fixture
@@ -188,3 +197,25 @@ def test_commit_of_this_checkout_matches_git():
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     assert git_commit().removesuffix("-dirty") == head
+
+
+def test_a_dirty_result_is_refused_unless_the_caller_opts_in(tmp_path, frame, record):
+    dirty = dataclasses.replace(record, git_commit="0123abc-dirty")
+    path = save_results(tmp_path / "dirty.json", frame, dirty)
+    with pytest.raises(DirtyResultsError, match="0123abc-dirty.*uncommitted changes"):
+        load_results(path)
+    loaded, back = load_results(path, allow_dirty=True)
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert back.dirty and "UNCOMMITTED CHANGES" in back.describe()
+    assert not record.dirty and "UNCOMMITTED" not in record.describe()
+    no_checkout = dataclasses.replace(record, git_commit=None)
+    assert not no_checkout.dirty
+
+
+def test_every_stored_book_result_is_clean_or_shown_as_dirty():
+    """A stored result in book/results from a dirty commit must be loaded with allow_dirty
+    by a chapter that says so; list them here so a new one cannot slip in unnoticed."""
+    root = Path(__file__).resolve().parent.parent / "book" / "results"
+    stored = {p.name: load_results(p, allow_dirty=True)[1] for p in root.glob("*.json")}
+    dirty = sorted(name for name, provenance in stored.items() if provenance.dirty)
+    assert set(dirty) <= {"eternal_sunshine.json"}, dirty

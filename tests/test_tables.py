@@ -1,0 +1,127 @@
+"""The book's one number format: pp named, no negative zero, short log-scale, censored caps."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forgetkit.tables import (
+    Format,
+    count,
+    difference,
+    format_frame,
+    format_value,
+    markdown_table,
+    number,
+    percent,
+    pp,
+    sci,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt", "text"),
+    [
+        (0.248, percent(), "24.8%"),
+        (0.0, percent(), "0.0%"),
+        (-0.0001, percent(), "0.0%"),  # rounds to zero: no sign
+        (0.012, pp(), "+1.2 pp"),
+        (-0.012, pp(), "-1.2 pp"),
+        (-0.0001, pp(), "0.0 pp"),
+        (-0.0002, number(3), "0.000"),
+        (-0.0002, number(3, signed=True), "0.000"),
+        (0.25, number(3, signed=True), "+0.250"),
+        (1e-8, sci(), "1e-8"),
+        (3e-6, sci(), "3e-6"),
+        (2.5e-6, sci(1), "2.5e-6"),
+        (1e3, sci(), "1e3"),
+        (64.0, count(cap=100), "64"),
+        (100.0, count(cap=100), "≥100"),
+        (101.0, count(cap=100), "≥100"),
+        (math.nan, percent(), "–"),
+        (None, number(), "–"),
+        (np.float32(0.5), percent(0), "50%"),
+    ],
+)
+def test_format_value(value, fmt, text):
+    assert format_value(value, fmt) == text
+
+
+def test_a_bound_is_marked_and_a_plain_pattern_still_works():
+    assert format_value(36.0, count(signed=True), at_least=True) == "≥+36"
+    assert format_value(0.5, "{:.1f}") == "0.5"
+
+
+def test_difference_marks_gaps_from_a_censored_value_as_bounds():
+    ours = pd.DataFrame({"relearn": [100.0, 8.0, 100.0], "err": [0.1, 0.2, 0.3]})
+    theirs = pd.DataFrame({"relearn": [64.0, 20.0, 100.0], "err": [0.1, 0.25, 0.3]})
+    gap, at_least = difference(ours, theirs, {"relearn": 100})
+    assert at_least["relearn"].tolist() == [True, False, False]
+    assert not at_least["err"].any()
+    assert gap["relearn"].iloc[0] == 36 and math.isnan(gap["relearn"].iloc[2])
+    text = format_frame(gap, {"relearn": count(signed=True), "err": pp()}, at_least=at_least)
+    assert text["relearn"].tolist() == ["≥+36", "-12", "–"]
+    assert text["err"].tolist() == ["0.0 pp", "-5.0 pp", "0.0 pp"]
+    with pytest.raises(ValueError, match="'nope'"):
+        difference(ours, theirs, {"nope": 1})
+
+
+def test_markdown_table_is_a_pipe_table_with_numbers_right_aligned():
+    frame = pd.DataFrame({"error": [0.25, 0.0], "note": ["a|b", "c"]}, index=["x", "y"])
+    text = markdown_table(frame, {"error": percent()}, index="model")
+    lines = text.splitlines()
+    assert lines[0] == "| model | error | note |"
+    assert lines[1] == "| :--- | ---: | :--- |"
+    assert lines[2] == "| x | 25.0% | a\\|b |"
+    assert markdown_table(frame, index=False).splitlines()[0] == "| error | note |"
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Format("percentage")
+    with pytest.raises(ValueError, match="digits"):
+        Format("number", -1)
+    with pytest.raises(ValueError, match=r"\['missing'\]"):
+        format_frame(pd.DataFrame({"a": [1.0]}), {"missing": number()})
+    with pytest.raises(TypeError, match="frame must be a pandas DataFrame"):
+        format_frame([1, 2], number())
+    with pytest.raises(TypeError, match="fmt must be a Format"):
+        format_value(1.0, 3)
+
+
+CHAPTERS = Path(__file__).resolve().parent.parent / "book" / "src"
+CONVERTED = ("eternal_sunshine", "measuring")  # chapters whose every table goes through here
+
+
+def _cells(text: str) -> list[str]:
+    return re.findall(r"```\{code-cell\}[^\n]*\n(.*?)\n```", text, flags=re.S)
+
+
+@pytest.mark.parametrize("path", sorted(CHAPTERS.glob("*.md")), ids=lambda p: p.stem)
+def test_every_glued_table_is_numbered_and_captioned(path):
+    text = path.read_text(encoding="utf-8")
+    keys = re.findall(r'glue_table\(\s*f?"([^"]+)"', text)
+    directives = re.findall(r":::\{table\} (.+)\n:name: (\S+)\n\n```\{glue:md\} (\S+)\n", text)
+    named = {name for caption, name, key in directives if caption.strip() and name == key}
+    for key in keys:
+        if "{" in key:  # an f-string key: each expansion must be named
+            pattern = re.compile(re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(key)) + "$")
+            assert any(pattern.match(n) for n in named), f"{path.name}: no table for {key}"
+        else:
+            assert key in named, f"{path.name}: glued table {key!r} has no numbered {{table}}"
+
+
+@pytest.mark.parametrize("name", CONVERTED)
+def test_converted_chapters_show_no_unnumbered_table(name):
+    text = (CHAPTERS / f"{name}.md").read_text(encoding="utf-8")
+    for cell in _cells(text):
+        last = cell.strip().splitlines()[-1] if cell.strip() else ""
+        assert ".style.format(" not in cell, f"{name}: a Styler table bypasses forgetkit.tables"
+        assert not re.search(r"\.(round\(\d*\)|head\(\)|to_html\(\))$", last), (
+            f"{name}: a cell ends in a bare DataFrame ({last!r}); glue it with glue_table"
+        )
