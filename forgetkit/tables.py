@@ -230,12 +230,11 @@ def glue_table(
     frame: pd.DataFrame,
     formats: Mapping[Any, Format | str] | Format | None = None,
     **kwargs: Any,
-) -> str:
+) -> None:
     """Glue :func:`markdown_table` under ``key`` for a MyST ``{table}`` directive holding
-    ``{glue:md}`` with ``:format: myst``, which numbers and captions it; returns the text."""
+    ``{glue:md}`` with ``:format: myst``, which numbers and captions it. Returns nothing, so
+    that a cell ending in it shows no raw Markdown (:func:`markdown_table` gives the text)."""
     from IPython.display import Markdown
     from myst_nb import glue
 
-    text = markdown_table(frame, formats, **kwargs)
-    glue(key, Markdown(text), display=False)
-    return text
+    glue(key, Markdown(markdown_table(frame, formats, **kwargs)), display=False)

@@ -125,3 +125,19 @@ def test_converted_chapters_show_no_unnumbered_table(name):
         assert not re.search(r"\.(round\(\d*\)|head\(\)|to_html\(\))$", last), (
             f"{name}: a cell ends in a bare DataFrame ({last!r}); glue it with glue_table"
         )
+
+
+def test_no_chapter_shows_a_glued_table_as_raw_text():
+    """A cell that glues a table shows it only where its ``{table}`` directive is: no
+    ``execute_result`` (the raw Markdown string) on the page."""
+    import nbformat
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    shown = []
+    for path in sorted(book.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            glued = cell.cell_type == "code" and "glue_table(" in cell.source
+            if glued and any(o.get("output_type") == "execute_result" for o in cell.outputs):
+                shown.append(f"{path.name} cell {i}")
+    assert not shown, f"glued tables also printed as text: {shown}"
