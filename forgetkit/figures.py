@@ -154,12 +154,14 @@ def plotted_data(fig) -> pd.DataFrame:
     """The numbers a figure draws, in long form: one row per point, bar or pixel.
 
     Columns: ``panel`` (axes index), ``title``, ``series`` (the artist's label, or its kind
-    and index), ``kind`` (line, points, bar, image), ``x``, ``y`` and ``value`` (the pixel
-    value for images). Read from the artists themselves, so the CSV is what is drawn.
+    and index), ``kind`` (line, points, bar, polygon: a histogram's outline, area: a filled
+    band's outline, image), ``x``, ``y`` and ``value`` (the pixel value for images).
+    Read from the artists themselves, so the CSV is what is drawn.
     """
-    from matplotlib.collections import PathCollection
+    from matplotlib.collections import PathCollection, PolyCollection
     from matplotlib.container import BarContainer
     from matplotlib.image import AxesImage
+    from matplotlib.patches import Polygon
 
     frames: list[pd.DataFrame] = []
 
@@ -192,6 +194,13 @@ def plotted_data(fig) -> pd.DataFrame:
             x = [r.get_x() + r.get_width() / 2 for r in bars.patches]
             y = [r.get_y() + r.get_height() for r in bars.patches]
             add(panel, title, label(bars, "bars", i), "bar", x, y)
+        for i, patch in enumerate(p for p in ax.patches if isinstance(p, Polygon)):
+            xy = np.asarray(patch.get_xy(), dtype=float)  # histogram steps, filled areas
+            add(panel, title, label(patch, "polygon", i), "polygon", xy[:, 0], xy[:, 1])
+        for i, coll in enumerate(c for c in ax.collections if isinstance(c, PolyCollection)):
+            for path in coll.get_paths():
+                xy = np.asarray(path.vertices, dtype=float)
+                add(panel, title, label(coll, "area", i), "area", xy[:, 0], xy[:, 1])
         for i, image in enumerate(a for a in ax.get_images() if isinstance(a, AxesImage)):
             array = np.ma.filled(np.ma.asarray(image.get_array(), dtype=float), np.nan)
             if array.ndim == 3:  # RGB(A): keep the luminance

@@ -254,3 +254,16 @@ def test_catalogue_writes_entries_and_downloads(tmp_path, notebook, fig):
     index = json.loads((tmp_path / "figures" / "figures.json").read_text())
     assert [e["label"] for e in index] == ["fig-test-toy"] and index[0]["seeds"] == [3]
     assert (tmp_path / "figures" / "fig-test-toy.csv").read_text().startswith("panel,")
+
+
+def test_histograms_and_bands_are_offered_as_outlines():
+    fig, ax = plt.subplots()
+    ax.hist([0.1, 0.2, 0.2, 0.7], bins=[0, 0.5, 1], histtype="step", label="forget")
+    ax.fill_between([0, 1], 0.2, 0.4, label="oracle range")
+    table = plotted_data(fig)
+    step = table[table.series == "forget"]
+    assert step.kind.unique().tolist() == ["polygon"] and step.y.max() == 3
+    band = table[table.series == "oracle range"]
+    assert band.kind.unique().tolist() == ["area"]
+    assert np.isclose(band.y.min(), 0.2) and np.isclose(band.y.max(), 0.4)
+    plt.close(fig)
