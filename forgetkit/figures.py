@@ -273,6 +273,7 @@ def publish_figure(
     seeds: Sequence[int] | int = (),
     device: Any = "cpu",
     data: pd.DataFrame | None = None,
+    provenance: Provenance | None = None,
     check_fonts: bool = True,
 ) -> FigureRecord:
     """Glue ``fig`` as SVG under ``name`` and its catalogue record under
@@ -281,7 +282,9 @@ def publish_figure(
     ``source`` says what data the figure shows (it also goes into the caption, via the
     chapter's ``{name}-source`` glue if it has one), ``profile``, ``seeds`` and ``device``
     how it was computed. ``data`` is the table behind the figure, offered as CSV; by default
-    the numbers the figure draws (:func:`plotted_data`). Raises ``ValueError`` when a text
+    the numbers the figure draws (:func:`plotted_data`). ``provenance`` is the record of a
+    stored run the figure is drawn from (its commit and versions are then the ones stated;
+    the commit that drew the figure is kept as ``drawn_by``). Raises ``ValueError`` when a text
     of the figure would be shown under ``MIN_FONT_PX`` px in the book (``check_fonts``).
     """
     seeds = (seeds,) if isinstance(seeds, int | np.integer) else seeds
@@ -298,9 +301,17 @@ def publish_figure(
             f"publish_figure({name!r}): the figure draws no lines, points, bars or images to "
             "offer as CSV; pass data=DataFrame with the numbers behind it"
         )
-    provenance = Provenance.collect(profile, device, list(seeds), 0.0).as_dict()
+    if provenance is not None and not isinstance(provenance, Provenance):
+        raise TypeError(
+            f"publish_figure({name!r}): provenance is a {type(provenance).__name__}; "
+            "expected a forgetkit.provenance.Provenance (or None: this run)"
+        )
+    here = Provenance.collect(profile, device, list(seeds), 0.0)
+    stated = (provenance or here).as_dict()
     for key in ("seconds", "profile", "device", "seeds", "extra"):
-        provenance.pop(key)
+        stated.pop(key)
+    if provenance is not None:
+        stated["drawn_by"] = here.git_commit
     record = FigureRecord(
         name=name,
         source=source,
@@ -311,7 +322,7 @@ def publish_figure(
         height_pt=height_pt,
         min_font_pt=float(min_font) if texts else 0.0,
         csv=table.to_csv(index=False, float_format="%.6g"),
-        provenance=provenance,
+        provenance=stated,
     )
     if check_fonts and texts and record.min_font_px < MIN_FONT_PX:
         smallest = min(texts)[1][:30]

@@ -267,3 +267,18 @@ def test_histograms_and_bands_are_offered_as_outlines():
     assert band.kind.unique().tolist() == ["area"]
     assert np.isclose(band.y.min(), 0.2) and np.isclose(band.y.max(), 0.4)
     plt.close(fig)
+
+
+def test_a_figure_of_stored_results_states_their_provenance(notebook, fig):
+    from forgetkit.provenance import Provenance
+
+    stored = Provenance.collect("paper", "cuda", [0, 1, 2], 3600.0)
+    stored = Provenance(**{**stored.as_dict(), "seeds": (0, 1, 2), "git_commit": "abc1234"})
+    record = publish_figure(
+        "fig-test-stored", fig, source="stored", profile="paper", seeds=(0, 1, 2),
+        device="cuda", provenance=stored,
+    )  # fmt: skip
+    assert record.provenance["git_commit"] == "abc1234"
+    assert "drawn_by" in record.provenance
+    with pytest.raises(TypeError, match="provenance is a dict"):
+        publish_figure("fig-test-x", fig, source="s", profile="ci", provenance={"a": 1})
