@@ -283,6 +283,23 @@ def stage(records: list[Record], notebooks: Path) -> None:
         hide_setup_cells(nb, name)
         nbformat.write(nb, STAGE / "book" / f"{name}.ipynb")
     fill_report(STAGE / "book" / "execution_report.md", report_table(records))
+    fill_catalogue()
+
+
+def fill_catalogue() -> None:
+    """Write the figures' SVG and CSV downloads and the figure catalogue (book/figures.md)
+    from the staged notebooks; see scripts/catalogue.py."""
+    page = STAGE / "book" / "figures.md"
+    if not page.exists():
+        return  # a toc without the catalogue page
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import catalogue
+    from repository import configured_url, pages_url
+
+    text = catalogue.build(
+        STAGE / "book", notebook_chapters(), SRC, pages_url(configured_url(ROOT))
+    )
+    catalogue.fill(page, text)
 
 
 def build_site() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import http.server
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -250,6 +251,99 @@ def test_internal_links_and_anchors_resolve(visit, site, doc):
         ):
             problems.append(f"{href}: no element with id {fragment!r}")
     assert problems == [], f"{doc}: broken internal links:\n" + "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- figures
+
+CATALOGUE = "book/figures"
+CHAPTERS = [d for d in PAGES if (ROOT / "book" / "src" / f"{Path(d).name}.md").exists()]
+
+
+@functools.cache
+def _catalogue(site: str) -> tuple[dict[str, dict], list[str]]:
+    """The catalogue's records (figures.json, found through its download link) by page
+    and anchor, and every download link of the catalogue page."""
+    status, body = _fetch(urljoin(site, f"{CATALOGUE}.html"))
+    assert status == 200, f"{CATALOGUE}.html: HTTP {status}"
+    links = [
+        urljoin(urljoin(site, f"{CATALOGUE}.html"), href)
+        for href in re.findall(r'<a class="reference download internal"[^>]*href="([^"]+)"', body)
+    ]
+    index = [link for link in links if link.endswith("/figures.json")]
+    assert len(index) == 1, f"{CATALOGUE}: no single link to figures.json among {links}"
+    status, text = _fetch(index[0])
+    assert status == 200, f"{index[0]}: HTTP {status}"
+    records = {f"book/{r['chapter']}#{r['label']}": r for r in json.loads(text)}
+    entries = set(re.findall(r'href="([a-z_]+)\.html#(fig-[^"]+)"', body))
+    missing = [key for key in records if tuple(key[5:].split("#")) not in entries]
+    assert missing == [], f"{CATALOGUE}: records without a link to their figure: {missing}"
+    return records, links
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_every_figure_is_in_the_catalogue(visit, site, doc):
+    """Each numbered figure of a chapter has a catalogue entry (downloads, provenance,
+    citation): chapters publish figures with forgetkit.figures.publish_figure."""
+    records, _ = _catalogue(site)
+    v = visit(f"{doc}.html")
+    ids = v.page.eval_on_selector_all("figure[id]", "figs => figs.map(f => f.id)")
+    missing = [i for i in ids if f"{doc}#{i}" not in records]
+    assert missing == [], f"{doc}: figures missing from the catalogue ({CATALOGUE}): {missing}"
+
+
+def test_catalogue_downloads_work(site):
+    """Every download of the catalogue answers, and each is what it says: an SVG document
+    with a size, a CSV table with a header and rows."""
+    records, links = _catalogue(site)
+    assert records, f"{CATALOGUE}: the catalogue lists no figure"
+    problems = []
+    for link in links:
+        status, body = _fetch(link)
+        if status != 200:
+            problems.append(f"{link}: HTTP {status}")
+        elif link.endswith(".svg") and not re.search(r"<svg[^>]*\swidth=\"[0-9.]+pt\"", body):
+            problems.append(f"{link}: not an SVG document with a width")
+        elif link.endswith(".csv") and (len(body.splitlines()) < 2 or "," not in body):
+            problems.append(f"{link}: not a CSV table with rows")
+    names = {Path(urlsplit(link).path).name for link in links}
+    for record in records.values():
+        for file in (record["svg"], record["csv"]):
+            if file not in names:
+                problems.append(f"{record['label']}: no download of {file}")
+    assert problems == [], f"{CATALOGUE}: broken downloads:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_figure_text_is_at_least_10px(visit, site, doc):
+    """The smallest text of each figure, as drawn on the page, is at least 10 CSS px.
+
+    The figures are SVG with their text drawn as outlines, so the browser cannot be asked
+    for a font size; instead publish_figure records the smallest font matplotlib drew (in
+    pt, the SVG's own unit, and the SVG's width in pt), and here the browser says how wide
+    the image is shown: text px = font pt x shown width px / SVG width pt. The image must
+    be that SVG (a raster would have its own scale).
+    """
+    records, _ = _catalogue(site)
+    v = visit(f"{doc}.html")
+    shown = v.page.eval_on_selector_all(
+        "figure[id]",
+        """figs => figs.map(f => {
+            const img = f.querySelector("img");
+            return [f.id, img ? img.getAttribute("src") : "", img ? img.clientWidth : 0];
+        })""",
+    )
+    small = []
+    for anchor, src, width in shown:
+        record = records.get(f"{doc}#{anchor}")
+        if record is None:
+            continue  # test_every_figure_is_in_the_catalogue names it
+        if not src.endswith(".svg"):
+            small.append(f"{anchor}: shown as {src!r}, not as its SVG")
+            continue
+        px = record["min_font_pt"] * width / record["width_pt"]
+        if px < 10:
+            small.append(f"{anchor}: smallest text {px:.1f} px (image {width} px wide)")
+    assert small == [], f"{doc}: figure text under 10 px at 1280 px:\n" + "\n".join(small)
 
 
 def test_home_page_leads_to_the_book(visit):

@@ -1,0 +1,375 @@
+"""The book's figures: one style, and figures published so that a reader can cite them.
+
+A chapter draws with :func:`use_style` in effect and hands each finished figure to
+:func:`publish_figure` instead of a bare ``glue``. That glues the figure as SVG (vector,
+sharp at any width) under its name, for the chapter's ``glue:figure`` directive, and glues
+beside it a record (``<name>--record``): the data behind the figure as CSV, where it came
+from (profile, data, seeds, device, commit) and its size and smallest font. The book build
+(``scripts/build_book.py``) reads the records out of the executed notebooks, writes the
+SVG and CSV downloads and fills the figure catalogue page (``book/figures.md``).
+
+Nothing is written to disk while a chapter runs, so the committed notebook is the single
+store and a build without execution shows the same figures and downloads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forgetkit.provenance import Provenance, write_text_atomic
+
+__all__ = [
+    "CONTENT_WIDTH_PX",
+    "MIN_FONT_PX",
+    "FigureRecord",
+    "plotted_data",
+    "publish_figure",
+    "read_records",
+    "style",
+    "use_style",
+    "write_figure_files",
+]
+
+# Widest a figure's image is shown in the book: measured in headless Chromium on the built
+# site (sphinx-book-theme, 1280 px window: the image inside a figure is 672 px wide).
+CONTENT_WIDTH_PX = 672
+# Smallest text a reader should be asked to read, in CSS pixels, at that width.
+MIN_FONT_PX = 10.0
+# CSS pixels per point: an SVG sized in pt is shown at this many px per pt when not scaled.
+PX_PER_PT = 96 / 72
+RECORD_SUFFIX = "--record"
+RECORD_FORMAT = "forgetkit-figure"
+RECORD_MIME = "application/x-forgetkit-figure"
+_NAME = re.compile(r"^fig-[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+# The palette is matplotlib's tab10 in its usual order, stated so that every chapter's
+# "C0" (blue), "C1" (orange), "C3" (red) mean the same colour whatever the local matplotlibrc.
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+
+
+def style() -> dict[str, Any]:
+    """The book's matplotlib settings: no text under 10 pt, so that a figure up to
+    ``CONTENT_WIDTH_PX / MIN_FONT_PX`` points (9.3 in) wide keeps every label at 10 px or
+    more in the book; deterministic SVG output; frames on legends that sit over data."""
+    from cycler import cycler
+
+    return {
+        "font.size": 11,
+        "axes.titlesize": 11,
+        "axes.labelsize": 11,
+        "xtick.labelsize": 10,
+        "ytick.labelsize": 10,
+        "legend.fontsize": 10,
+        "legend.title_fontsize": 10,
+        "figure.titlesize": 12,
+        "axes.prop_cycle": cycler(color=list(PALETTE)),
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "legend.frameon": True,
+        "legend.framealpha": 0.85,
+        "legend.edgecolor": "0.8",
+        "lines.linewidth": 1.8,
+        "figure.dpi": 100,
+        "savefig.dpi": 200,
+        "svg.fonttype": "path",  # text as outlines: the same glyphs in every browser
+        "svg.hashsalt": "forgetkit",  # stable element ids: regenerating changes only changes
+    }
+
+
+def use_style() -> None:
+    """Apply :func:`style` to matplotlib for the rest of the process (a chapter's kernel)."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update(style())
+
+
+@dataclass(frozen=True)
+class FigureRecord:
+    """What the catalogue states about one figure."""
+
+    name: str
+    source: str
+    profile: str
+    device: str
+    seeds: tuple[int, ...]
+    width_pt: float
+    height_pt: float
+    min_font_pt: float
+    csv: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format: str = RECORD_FORMAT
+
+    @property
+    def min_font_px(self) -> float:
+        """The smallest text's height in CSS px at the widest the book shows the figure."""
+        shown = min(CONTENT_WIDTH_PX, self.width_pt * PX_PER_PT)
+        return self.min_font_pt * shown / self.width_pt
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["seeds"] = list(self.seeds)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FigureRecord:
+        if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
+            raise ValueError(f"not a {RECORD_FORMAT} record: {str(data)[:80]!r}")
+        return cls(**{**data, "seeds": tuple(int(s) for s in data["seeds"])})
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
+        # A string under a mime type of its own: nbformat allows JSON objects only under
+        # application/...json, which glue's prefix turns into another type.
+        return {RECORD_MIME: json.dumps(self.as_dict()), "text/plain": repr(self)}
+
+    def __repr__(self) -> str:  # what a notebook shows as text/plain: short
+        return f"FigureRecord({self.name!r}, {self.source!r})"
+
+
+class _SVG:
+    """An SVG document that IPython displays (and myst-nb glues) as image/svg+xml."""
+
+    def __init__(self, text: str, name: str) -> None:
+        self.text, self.name = text, name
+
+    def _repr_svg_(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"<figure {self.name}>"
+
+
+def plotted_data(fig) -> pd.DataFrame:
+    """The numbers a figure draws, in long form: one row per point, bar or pixel.
+
+    Columns: ``panel`` (axes index), ``title``, ``series`` (the artist's label, or its kind
+    and index), ``kind`` (line, points, bar, polygon: a histogram's outline, area: a filled
+    band's outline, image), ``x``, ``y`` and ``value`` (the pixel value for images).
+    Read from the artists themselves, so the CSV is what is drawn.
+    """
+    from matplotlib.collections import PathCollection, PolyCollection
+    from matplotlib.container import BarContainer
+    from matplotlib.image import AxesImage
+    from matplotlib.patches import Polygon
+
+    frames: list[pd.DataFrame] = []
+
+    def add(panel: int, title: str, series: str, kind: str, x, y, value=None) -> None:
+        x = np.ravel(np.asarray(x, dtype=float))
+        y = np.ravel(np.asarray(y, dtype=float))
+        value = np.full(x.shape, np.nan) if value is None else np.ravel(value).astype(float)
+        frames.append(
+            pd.DataFrame(
+                {"panel": panel, "title": title, "series": series, "kind": kind}
+                | {"x": x, "y": y, "value": value}
+            )
+        )
+
+    def label(artist, kind: str, i: int) -> str:
+        text = artist.get_label() or ""
+        return f"{kind} {i}" if not text or text.startswith("_") else text
+
+    for panel, ax in enumerate(fig.axes):
+        title = ax.get_title() or ax.get_ylabel() or ""
+        for i, line in enumerate(ax.get_lines()):
+            x, y = line.get_data(orig=False)
+            if np.size(x):
+                add(panel, title, label(line, "line", i), "line", x, y)
+        for i, coll in enumerate(c for c in ax.collections if isinstance(c, PathCollection)):
+            offsets = np.asarray(coll.get_offsets(), dtype=float).reshape(-1, 2)
+            if len(offsets):
+                add(panel, title, label(coll, "points", i), "points", offsets[:, 0], offsets[:, 1])
+        for i, bars in enumerate(c for c in ax.containers if isinstance(c, BarContainer)):
+            x = [r.get_x() + r.get_width() / 2 for r in bars.patches]
+            y = [r.get_y() + r.get_height() for r in bars.patches]
+            add(panel, title, label(bars, "bars", i), "bar", x, y)
+        for i, patch in enumerate(p for p in ax.patches if isinstance(p, Polygon)):
+            xy = np.asarray(patch.get_xy(), dtype=float)  # histogram steps, filled areas
+            add(panel, title, label(patch, "polygon", i), "polygon", xy[:, 0], xy[:, 1])
+        for i, coll in enumerate(c for c in ax.collections if isinstance(c, PolyCollection)):
+            for path in coll.get_paths():
+                xy = np.asarray(path.vertices, dtype=float)
+                add(panel, title, label(coll, "area", i), "area", xy[:, 0], xy[:, 1])
+        for i, image in enumerate(a for a in ax.get_images() if isinstance(a, AxesImage)):
+            array = np.ma.filled(np.ma.asarray(image.get_array(), dtype=float), np.nan)
+            if array.ndim == 3:  # RGB(A): keep the luminance
+                array = array[..., :3].mean(axis=-1)
+            rows, cols = np.indices(array.shape)
+            add(panel, title, label(image, "image", i), "image", cols, rows, array)
+    if not frames:
+        return pd.DataFrame(columns=["panel", "title", "series", "kind", "x", "y", "value"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _svg(fig) -> tuple[str, list[tuple[float, str]]]:
+    """The figure as SVG, and ``(size in pt, text)`` of every text the renderer drew (so
+    hidden axes' tick labels, which exist but are not drawn, do not count)."""
+    from matplotlib.backends.backend_svg import RendererSVG
+
+    drawn: list[tuple[float, str]] = []
+    draw_text = RendererSVG.draw_text
+
+    def recording(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if s.strip():
+            drawn.append((float(prop.get_size_in_points()), s))
+        return draw_text(self, gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+
+    buffer = io.StringIO()
+    RendererSVG.draw_text = recording
+    try:
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    finally:
+        RendererSVG.draw_text = draw_text
+    return buffer.getvalue(), drawn
+
+
+_SVG_SIZE = re.compile(r'<svg[^>]*\swidth="([0-9.]+)pt"[^>]*\sheight="([0-9.]+)pt"')
+
+
+def _check_args(name: Any, fig: Any, data: Any, source: Any, profile: Any, seeds: Any) -> None:
+    from matplotlib.figure import Figure
+
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"publish_figure: name={name!r}; expected 'fig-' and lower-case words joined by "
+            "'-', as in the glue:figure directive's key"
+        )
+    if not isinstance(fig, Figure):
+        raise TypeError(f"publish_figure: fig is a {type(fig).__name__}; expected a Figure")
+    if not fig.axes:
+        raise ValueError(f"publish_figure({name!r}): fig has no axes: nothing is drawn")
+    if data is not None and (not isinstance(data, pd.DataFrame) or data.empty):
+        raise ValueError(
+            f"publish_figure({name!r}): data={type(data).__name__}; expected a non-empty "
+            "DataFrame (or None: the data is read from the figure's artists)"
+        )
+    for arg, value in (("source", source), ("profile", profile)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"publish_figure({name!r}): {arg}={value!r}; expected a text")
+    bad = isinstance(seeds, str | bytes) or not all(
+        isinstance(s, int | np.integer) and not isinstance(s, bool) for s in seeds
+    )
+    if bad:
+        raise ValueError(f"publish_figure({name!r}): seeds={seeds!r}; expected integers")
+
+
+def publish_figure(
+    name: str,
+    fig,
+    *,
+    source: str,
+    profile: str,
+    seeds: Sequence[int] | int = (),
+    device: Any = "cpu",
+    data: pd.DataFrame | None = None,
+    provenance: Provenance | None = None,
+    check_fonts: bool = True,
+) -> FigureRecord:
+    """Glue ``fig`` as SVG under ``name`` and its catalogue record under
+    ``name + "--record"``; return the record.
+
+    ``source`` says what data the figure shows (it also goes into the caption, via the
+    chapter's ``{name}-source`` glue if it has one), ``profile``, ``seeds`` and ``device``
+    how it was computed. ``data`` is the table behind the figure, offered as CSV; by default
+    the numbers the figure draws (:func:`plotted_data`). ``provenance`` is the record of a
+    stored run the figure is drawn from (its commit and versions are then the ones stated;
+    the commit that drew the figure is kept as ``drawn_by``). Raises ``ValueError`` when a text
+    of the figure would be shown under ``MIN_FONT_PX`` px in the book (``check_fonts``).
+    """
+    seeds = (seeds,) if isinstance(seeds, int | np.integer) else seeds
+    _check_args(name, fig, data, source, profile, seeds)
+    svg, texts = _svg(fig)
+    size = _SVG_SIZE.search(svg)
+    if size is None:  # pragma: no cover - matplotlib always writes both
+        raise RuntimeError(f"publish_figure({name!r}): the SVG has no size in pt")
+    width_pt, height_pt = float(size.group(1)), float(size.group(2))
+    min_font = min((size for size, _ in texts), default=float("inf"))
+    table = plotted_data(fig) if data is None else data
+    if table.empty:
+        raise ValueError(
+            f"publish_figure({name!r}): the figure draws no lines, points, bars or images to "
+            "offer as CSV; pass data=DataFrame with the numbers behind it"
+        )
+    if provenance is not None and not isinstance(provenance, Provenance):
+        raise TypeError(
+            f"publish_figure({name!r}): provenance is a {type(provenance).__name__}; "
+            "expected a forgetkit.provenance.Provenance (or None: this run)"
+        )
+    here = Provenance.collect(profile, device, list(seeds), 0.0)
+    stated = (provenance or here).as_dict()
+    for key in ("seconds", "profile", "device", "seeds", "extra"):
+        stated.pop(key)
+    if provenance is not None:
+        stated["drawn_by"] = here.git_commit
+    record = FigureRecord(
+        name=name,
+        source=source,
+        profile=profile,
+        device=str(device),
+        seeds=tuple(int(s) for s in seeds),
+        width_pt=width_pt,
+        height_pt=height_pt,
+        min_font_pt=float(min_font) if texts else 0.0,
+        csv=table.to_csv(index=False, float_format="%.6g"),
+        provenance=stated,
+    )
+    if check_fonts and texts and record.min_font_px < MIN_FONT_PX:
+        smallest = min(texts)[1][:30]
+        raise ValueError(
+            f"publish_figure({name!r}): the text {smallest!r} is {min_font:g} pt in a figure "
+            f"{width_pt / 72:.1f} in wide, {record.min_font_px:.1f} px when shown "
+            f"{CONTENT_WIDTH_PX} px wide; expected at least {MIN_FONT_PX:g} px: make the "
+            "figure narrower or the text larger (use_style() sets no text under 10 pt)"
+        )
+    from myst_nb import glue
+
+    glue(name, _SVG(svg, name), display=False)
+    glue(name + RECORD_SUFFIX, record, display=False)
+    return record
+
+
+def read_records(notebook: dict[str, Any]) -> list[tuple[FigureRecord, str]]:
+    """Every published figure of an executed notebook (nbformat JSON), in order, as
+    ``(record, svg)``; a record without its SVG glue is an error."""
+    glued: dict[str, dict[str, Any]] = {}
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            key = (output.get("metadata") or {}).get("scrapbook", {}).get("name")
+            if key:
+                prefix = output["metadata"]["scrapbook"].get("mime_prefix", "")
+                glued[key] = {k.removeprefix(prefix): v for k, v in output["data"].items()}
+    out = []
+    for key, bundle in glued.items():
+        if not key.endswith(RECORD_SUFFIX):
+            continue
+        payload = bundle.get(RECORD_MIME)
+        if payload is None:
+            raise ValueError(f"glue {key!r} holds no {RECORD_MIME} record")
+        payload = payload if isinstance(payload, str) else "".join(payload)
+        record = FigureRecord.from_dict(json.loads(payload))
+        svg = glued.get(record.name, {}).get("image/svg+xml")
+        if svg is None:
+            raise ValueError(f"figure record {key!r} has no SVG glued under {record.name!r}")
+        out.append((record, svg if isinstance(svg, str) else "".join(svg)))
+    return out
+
+
+def write_figure_files(record: FigureRecord, svg: str, directory: str | Path) -> dict[str, Path]:
+    """Write ``NAME.svg`` and ``NAME.csv`` into ``directory``, each atomically (a reader
+    sees the old file or the new one, never a part)."""
+    directory = Path(directory)
+    return {
+        "svg": write_text_atomic(directory / f"{record.name}.svg", svg),
+        "csv": write_text_atomic(directory / f"{record.name}.csv", record.csv),
+    }
