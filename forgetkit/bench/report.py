@@ -51,13 +51,15 @@ def comparison_table(
     *,
     digits: int = 3,
     methods: Sequence[str] | None = None,
+    caps: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """One scenario as a compact table of strings: a row per method (the oracle first),
     a column per ``label -> (split, metric)``, each cell "mean ± half-width of the 95%
     interval over seeds" (the interval is omitted with one seed). A method that was not
     run because it does not serve the request says so in every column.
 
-    ``methods`` fixes the rows and their order (default: as in ``df``)."""
+    ``methods`` fixes the rows and their order (default: as in ``df``); ``caps`` names the
+    columns whose values are censored at a cap (label -> cap), printed ``≥cap`` there."""
     s = summary(df[df["scenario"] == scenario])
     skipped = {m for sc, m in not_applicable(df) if sc == scenario}
     order = list(methods) if methods is not None else list(dict.fromkeys(df["method"]))
@@ -70,27 +72,28 @@ def comparison_table(
                 out.loc[method, label] = NOT_APPLICABLE
             elif method in part.index:
                 out.loc[method, label] = format_interval(
-                    part.loc[method, "mean"], part.loc[method, "ci95"], digits
-                )
+                    part.loc[method, "mean"], part.loc[method, "ci95"], digits,
+                    (caps or {}).get(label),
+                )  # fmt: skip
             else:
                 out.loc[method, label] = ""
     return out.rename(index={"retrain": "retrain (oracle)"})
 
 
-def format_interval(mean: float, half: float, digits: int = 3) -> str:
-    """``mean ± half`` with ``digits`` decimals, no negative zero, the ± part dropped when
-    the half-width is unknown (one seed)."""
+def format_interval(mean: float, half: float, digits: int = 3, cap: float | None = None) -> str:
+    """``mean ± half`` by the book's number rules (:mod:`forgetkit.tables`: no negative
+    zero; a mean at ``cap`` printed censored, ``≥cap``, without an interval), the ± part
+    dropped when the half-width is unknown (one seed); empty when the mean is missing."""
     import math
 
-    def fmt(x: float) -> str:
-        text = f"{x:.{digits}f}"
-        return text[1:] if text.startswith("-") and float(text) == 0 else text
+    from forgetkit.tables import format_value, number
 
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+    if mean is None or math.isnan(float(mean)):
         return ""
-    if half is None or math.isnan(float(half)):
-        return fmt(float(mean))
-    return f"{fmt(float(mean))} ± {fmt(float(half))}"
+    text = format_value(float(mean), number(digits, cap=cap))
+    if half is None or math.isnan(float(half)) or text.startswith("≥"):
+        return text
+    return f"{text} ± {format_value(float(half), number(digits))}"
 
 
 def draw(out_dir: str | Path) -> list[Path]:
