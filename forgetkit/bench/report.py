@@ -81,7 +81,7 @@ def comparison_table(
 
 
 def format_interval(mean: float, half: float, digits: int = 3, cap: float | None = None) -> str:
-    """``mean ± half`` by the book's number rules (:mod:`forgetkit.tables`: no negative
+    """``mean ± half`` by the book's number rules (``forgetkit.tables``: no negative
     zero; a mean at ``cap`` printed censored, ``≥cap``, without an interval), the ± part
     dropped when the half-width is unknown (one seed); empty when the mean is missing."""
     import math
