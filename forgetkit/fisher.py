@@ -744,11 +744,27 @@ def fisher_plan(
     device: DeviceLike = None,
 ) -> FisherPlan:
     """What :func:`fisher_diagonal` with the same arguments would do, without doing it."""
+    options = dict(kind=kind, batch_size=batch_size, path=path, memory_budget=memory_budget,
+                   class_chunk=class_chunk, linear_shortcut=linear_shortcut,
+                   mc_samples=mc_samples)  # fmt: skip
+    with _planned(model, samples, device, **options) as (_, _, plan, _, _):
+        return plan
+
+
+@contextlib.contextmanager
+def _planned(
+    model: nn.Module, samples: Any, device: DeviceLike, *, kind: FisherKind,
+    batch_size: int | None, path: str, memory_budget: int | None, class_chunk: int | None,
+    linear_shortcut: bool, mc_samples: int,
+) -> Iterator[tuple[_Setup, Any, FisherPlan, Any, Any]]:  # fmt: skip
+    """Check the arguments and plan the pass, in eval mode, with the layer hooks attached
+    until the block ends: the one place :func:`fisher_plan` and :func:`fisher_diagonal`
+    share, so that the plan reported is the plan run."""
     data = _check(model, samples, kind, batch_size)
     _check_options(path, class_chunk, mc_samples)
     setup = _Setup.of(model, device)
     with eval_mode(model):
-        plan, _, capture = _plan(
+        plan, layers, capture = _plan(
             setup,
             data,
             kind=kind,
@@ -759,9 +775,11 @@ def fisher_plan(
             linear_shortcut=linear_shortcut,
             mc_samples=mc_samples,
         )
-        if capture is not None:
-            capture.remove()
-    return plan
+        try:
+            yield setup, data, plan, layers, capture
+        finally:
+            if capture is not None:
+                capture.remove()
 
 
 def _check_options(path: str, class_chunk: int | None, mc_samples: int) -> None:
@@ -828,38 +846,24 @@ def fisher_diagonal(
         ``{name: diagonal}`` for every parameter with ``requires_grad``, each with the
         parameter's shape, averaged over the samples. Frozen parameters are absent.
     """
-    data = _check(model, samples, kind, batch_size)
-    _check_options(path, class_chunk, mc_samples)
     if kind == "mc" and generator is None:
         generator = torch.Generator().manual_seed(0)
-    setup = _Setup.of(model, device)
-    with eval_mode(model):
-        plan, layers, capture = _plan(
-            setup,
-            data,
-            kind=kind,
-            path=path,
-            batch_size=batch_size,
-            memory_budget=memory_budget,
-            class_chunk=class_chunk,
-            linear_shortcut=linear_shortcut,
-            mc_samples=mc_samples,
-        )
+    options = dict(kind=kind, batch_size=batch_size, path=path, memory_budget=memory_budget,
+                   class_chunk=class_chunk, linear_shortcut=linear_shortcut,
+                   mc_samples=mc_samples)  # fmt: skip
+    with _planned(model, samples, device, **options) as (setup, data, plan, layers, capture):
         if capture is not None:
-            try:
-                return _fisher_layers(
-                    setup,
-                    data,
-                    layers,
-                    capture,
-                    kind=kind,
-                    batch_size=plan.batch_size,
-                    chunk_bytes=plan.memory_budget // 8,
-                    mc_samples=mc_samples,
-                    generator=generator,
-                )
-            finally:
-                capture.remove()
+            return _fisher_layers(
+                setup,
+                data,
+                layers,
+                capture,
+                kind=kind,
+                batch_size=plan.batch_size,
+                chunk_bytes=plan.memory_budget // 8,
+                mc_samples=mc_samples,
+                generator=generator,
+            )
         if path == "layers":
             raise ValueError(f"path='layers' cannot take {plan.reason}; use path='auto' or 'vmap'")
         if path == "auto":
