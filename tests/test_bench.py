@@ -109,6 +109,14 @@ def test_unknown_config_names_the_shipped_ones():
 # --------------------------------------------------------------------------- the grid
 
 
+def test_task_for_names_the_scenarios_it_knows():
+    config = bench.load_config("ci")
+    first = config.scenarios[0].name
+    assert len(engine.task_for(config, first).forget_set) > 0
+    with pytest.raises(ValueError, match=rf"name must be one of .*{first}.*'nope'"):
+        engine.task_for(config, "nope")
+
+
 def test_grid_runs_resumes_and_writes_a_tidy_table(tiny, tmp_path, monkeypatch):
     config = bench.load_config(tiny)
     out = tmp_path / "out"
@@ -189,7 +197,7 @@ def test_gold_standard_cells(tiny, tmp_path):
     assert set(gold["method"]) == {"retrain", "finetune", "neggrad"}  # floor rows as retrain
     assert gold["value"].between(0, 20).all()
     eps = df[(df["metric"] == "epsilon") & (df["method"] == "finetune")]
-    assert len(eps) == len(engine._task(config, "class-3").forget_set)  # one row per example
+    assert len(eps) == len(engine.task_for(config, "class-3").forget_set)  # one row per example
 
 
 def test_a_method_is_not_run_on_a_request_it_does_not_serve(tiny, tmp_path):

@@ -8,7 +8,16 @@ models, and :mod:`.report` the standard figures.
 """
 
 from forgetkit.bench.config import BenchConfig, ConfigError, load_config, parse_config
-from forgetkit.bench.engine import COLUMNS, EXECUTORS, Cell, collect, load_results, plan, run
+from forgetkit.bench.engine import (
+    COLUMNS,
+    EXECUTORS,
+    Cell,
+    collect,
+    load_results,
+    plan,
+    run,
+    task_for,
+)
 from forgetkit.bench.engine import summary as summarize_results
 
 __all__ = [
@@ -24,4 +33,5 @@ __all__ = [
     "plan",
     "run",
     "summarize_results",
+    "task_for",
 ]

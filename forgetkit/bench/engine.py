@@ -98,10 +98,24 @@ def _dataset(name: str, train: int | None, test: int | None, seed: int):
     return load_dataset(name).subsample(train, test, seed=seed)
 
 
-def _task(config: BenchConfig, name: str):
+def task_for(config: BenchConfig, name: str):
+    """The :class:`~forgetkit.scenarios.ForgetTask` that the cells of scenario ``name`` run
+    on: the same data and split, so that a chapter can score its own readouts (per-example
+    losses, figures) on exactly what the engine measured.
+
+    Parameters
+    ----------
+    config
+        The benchmark config; its ``data`` section gives the dataset and the split seed.
+    name
+        One of ``config.scenarios`` by its name (``"class-3"``, ``"random-100"``).
+    """
     from forgetkit import scenarios as sc
 
-    scenario = next(s for s in config.scenarios if s.name == name)
+    scenario = next((s for s in config.scenarios if s.name == name), None)
+    if scenario is None:
+        known = [s.name for s in config.scenarios]
+        raise ValueError(f"name must be one of the config's scenarios {known}, got {name!r}")
     d = config.data
     data = _dataset(d["dataset"], d.get("train"), d.get("test"), d.get("seed", 0))
     a, seed = scenario.args, d.get("seed", 0)
@@ -167,7 +181,7 @@ def run_cell(config: BenchConfig, cell: Cell) -> list[dict[str, Any]]:
 
     torch.set_num_threads(config.threads)
     with threadpool_limits(config.threads):
-        task = _task(config, cell.scenario)
+        task = task_for(config, cell.scenario)
         device = resolve_device(config.device)
         if cell.kind == "oracle":
             return _oracle_cell(config, cell, task, device)

@@ -63,11 +63,11 @@ def tune(config: BenchConfig, out_dir: str | Path, *, progress: bool = False) ->
     import optuna
 
     from forgetkit.bench.engine import (
-        _task,
         applicable,
         method_instance,
         oracle_models,
         original_model,
+        task_for,
         unlearn_inputs,
     )
     from forgetkit.methods import get_method
@@ -85,7 +85,7 @@ def tune(config: BenchConfig, out_dir: str | Path, *, progress: bool = False) ->
     best: dict[str, Any] = {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for scenario in config.scenarios:
-        task = _task(val, scenario.name)
+        task = task_for(val, scenario.name)
         oracle = oracle_models(val, task, device)
         oracle_rows = evaluate({}, task, oracle, metrics=("accuracy", "mia_loss_cv"))
         for spec in config.methods:
