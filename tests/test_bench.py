@@ -9,12 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from forgetkit import bench
 from forgetkit.bench import engine
 from forgetkit.bench.config import ConfigError
+from forgetkit.metrics import per_sample_loss
 
 pytestmark = pytest.mark.slow
 
@@ -197,7 +199,17 @@ def test_gold_standard_cells(tiny, tmp_path):
     assert set(gold["method"]) == {"retrain", "finetune", "neggrad"}  # floor rows as retrain
     assert gold["value"].between(0, 20).all()
     eps = df[(df["metric"] == "epsilon") & (df["method"] == "finetune")]
-    assert len(eps) == len(engine.task_for(config, "class-3").forget_set)  # one row per example
+    task = engine.task_for(config, "class-3")
+    assert len(eps) == len(task.forget_set)  # one row per example
+    # The cheap readout stored beside it is the loss of the first unlearned model (seed 0).
+    stored = df[(df["metric"] == "loss") & (df["method"] == "neggrad")].sort_values("seed")
+    method = engine.method_instance(config, "neggrad", "class-3")
+    original = engine.original_model(config, task, method, 0, "cpu")
+    again = method.unlearn(original, task.forget_set, task.retain_set, seed=0)
+    expected = per_sample_loss(again.model, task.forget_set).numpy()
+    np.testing.assert_allclose(stored["value"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    medians = df[df["metric"] == "loss_median"]
+    assert sorted(medians["method"]) == ["finetune", "neggrad"] and (medians["value"] > 0).all()
 
 
 def test_a_method_is_not_run_on_a_request_it_does_not_serve(tiny, tmp_path):

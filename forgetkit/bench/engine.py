@@ -41,7 +41,7 @@ import pandas as pd
 from forgetkit.bench.config import BenchConfig
 from forgetkit.cache import hash_payload
 
-BENCH_VERSION = 2  # bump when a change here changes what a cell computes
+BENCH_VERSION = 3  # bump when a change here changes what a cell computes
 COLUMNS = ("scenario", "method", "seed", "split", "metric", "value")
 EXECUTORS = ("inline", "process", "ray")
 

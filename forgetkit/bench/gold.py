@@ -5,7 +5,8 @@ For a scenario and a method, with N = ``gold.n_models``:
 * **forget quality** (the NeurIPS 2023 challenge): N unlearning runs of the method from
   *one* original (seed 0; only the method's randomness varies) against N models retrained
   on the retain set, scored by :func:`forgetkit.metrics.forget_quality`, with its retain
-  and test accuracy ratios;
+  and test accuracy ratios; beside it, what a cheap loss attack sees of the first of
+  those runs (each forgotten example's loss, the median test loss);
 * **KLOM** (Georgiev et al.): N originals of different seeds, each unlearned once, against
   the same N retrained models, scored per example on the forget, retain and test sets;
 * **U-LiRA** (Hayes et al.; asked for with ``scores = [..., "ulira"]``, on random-forgetting
@@ -35,7 +36,14 @@ from forgetkit.bench.engine import (
     original_model,
     unlearn_inputs,
 )
-from forgetkit.metrics import accuracy, distribution_summary, forget_quality, klom, margins
+from forgetkit.metrics import (
+    accuracy,
+    distribution_summary,
+    forget_quality,
+    klom,
+    margins,
+    per_sample_loss,
+)
 from forgetkit.metrics.gold import ULiRAResult, bucket_points, retrain_baseline, ulira
 
 SPLITS = ("forget", "retain", "test")
@@ -68,6 +76,20 @@ def _summary_rows(cell, split: str, name: str, values: np.ndarray) -> list[dict[
     return rows
 
 
+def _cheap_readout_rows(cell, result: Any, task: Any, device: Any) -> list[dict[str, Any]]:
+    """What a cheap attack sees of one unlearned model (the first, seed 0), stored beside
+    the gold standard so a report can say which examples the cheap test misses: each
+    forgotten example's loss (``loss``, seed = its position), the median test loss (the
+    threshold of a loss attack) and whether the model's utility collapsed."""
+    forget = per_sample_loss(result.model, task.forget_set, device=device).numpy()
+    test = per_sample_loss(result.model, task.test_set, device=device).numpy()
+    rows = [_row(cell, "forget", "loss", v, seed=i) for i, v in enumerate(forget)]
+    rows.append(_row(cell, "test", "loss_median", float(np.median(test))))
+    collapsed = bool(result.details.get("utility", {}).get("collapsed", False))
+    rows.append(_row(cell, "-", "utility_collapsed", float(collapsed)))
+    return rows
+
+
 def gold_cell(config, cell, task, device) -> list[dict[str, Any]]:
     if not applicable(config, cell.method, cell.scenario):
         return not_applicable_rows(cell)
@@ -80,8 +102,10 @@ def gold_cell(config, cell, task, device) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if "forget_quality" in scores:
         original = original_model(config, task, method, 0, device)
-        runs = [method.unlearn(original, task.forget_set, task.retain_set, device=device,
-                               seed=i, **extra).model for i in range(n)]  # fmt: skip
+        results = [method.unlearn(original, task.forget_set, task.retain_set, device=device,
+                                  seed=i, **extra) for i in range(n)]  # fmt: skip
+        runs = [r.model for r in results]
+        rows += _cheap_readout_rows(cell, results[0], task, device)
         fq = forget_quality(
             margins(runs, task.forget_set),
             margins(retrained, task.forget_set),
