@@ -95,7 +95,8 @@ def test_bad_arguments_are_named():
 
 
 CHAPTERS = Path(__file__).resolve().parent.parent / "book" / "src"
-CONVERTED = ("eternal_sunshine", "measuring", "jit", "lcodec")  # all their tables go through here
+# Every chapter, the ones still to come included: each table goes through forgetkit.tables.
+CONVERTED = tuple(sorted(p.stem for p in CHAPTERS.glob("*.md")))
 
 
 def _cells(text: str) -> list[str]:
