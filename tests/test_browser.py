@@ -232,6 +232,23 @@ def test_figures_have_alt_text(visit, doc):
     assert bad == [], f"{doc}: figures without a description: {bad}"
 
 
+UNNUMBERED_TABLES_ALLOWED = ("book/api",)  # docstring tables of the reference, not results
+
+
+@pytest.mark.parametrize("doc", [d for d in PAGES if d not in UNNUMBERED_TABLES_ALLOWED])
+def test_every_table_is_numbered_and_captioned(visit, doc):
+    """A reader can cite "Table 3" and read what it shows: every table on a chapter page
+    has a numbered caption (a MyST ``{table}`` directive, see forgetkit/tables.py)."""
+    v = visit(f"{doc}.html")
+    bare = v.page.eval_on_selector_all(
+        ".bd-article table",
+        """tables => tables
+            .filter(t => !t.querySelector(':scope > caption .caption-number'))
+            .map(t => (t.innerText || '').trim().slice(0, 60).replace(/\\s+/g, ' '))""",
+    )
+    assert bare == [], f"{doc}: tables without a number and caption: {bare}"
+
+
 @pytest.mark.parametrize("doc", PAGES + SOURCE_PAGES)
 def test_internal_links_and_anchors_resolve(visit, site, doc):
     v = visit(f"{doc}.html")

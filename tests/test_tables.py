@@ -142,3 +142,19 @@ def test_no_chapter_shows_a_glued_table_as_raw_text():
             if glued and any(o.get("output_type") == "execute_result" for o in cell.outputs):
                 shown.append(f"{path.name} cell {i}")
     assert not shown, f"glued tables also printed as text: {shown}"
+
+
+@pytest.mark.parametrize("path", sorted(CHAPTERS.glob("*.md")), ids=lambda p: p.stem)
+def test_every_written_table_is_numbered_and_captioned(path):
+    """A pipe table typed into a chapter's prose sits in a ``:::{table} Caption`` fence with
+    a ``:name:``, so it is numbered like the computed ones."""
+    inside, captioned, bare = False, False, []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith(":::{table}"):
+            inside = True
+            captioned = bool(line.removeprefix(":::{table}").strip())
+        elif line.startswith(":::") and inside:
+            inside = False
+        elif re.match(r"\|\s*:?-{3,}", line) and not (inside and captioned):
+            bare.append(lineno)
+    assert not bare, f"{path.name}: pipe tables outside a captioned {{table}} at lines {bare}"
