@@ -148,8 +148,12 @@ class Provenance:
 
 def git_commit(path: str | Path | None = None) -> str | None:
     """The short commit of the git checkout holding ``path`` (default: this package),
-    with ``-dirty`` when tracked files differ from it; ``None`` outside a checkout."""
+    with ``-dirty`` when tracked files differ from it. Outside a checkout (a copy of the
+    tree sent to a lent GPU machine, which travels without ``.git``) it is what the
+    launcher put in ``$FORGETKIT_GIT_COMMIT``, read from the checkout it copied, else
+    ``None``."""
     root = Path(path) if path is not None else Path(__file__).resolve().parent.parent
+    fallback = os.environ.get("FORGETKIT_GIT_COMMIT") or None
 
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
@@ -158,13 +162,13 @@ def git_commit(path: str | Path | None = None) -> str | None:
     try:
         top = git("rev-parse", "--show-toplevel")
         if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
-            return None  # not a checkout, or an unrelated repository around an installed copy
+            return fallback  # not a checkout, or an unrelated repository around a copy
         head = git("rev-parse", "--short", "HEAD")
         if head.returncode != 0:
-            return None
+            return fallback
         dirty = git("diff", "--quiet", "HEAD", "--").returncode == 1
     except (OSError, subprocess.SubprocessError):
-        return None
+        return fallback
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 

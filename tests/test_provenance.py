@@ -170,8 +170,15 @@ def test_missing_file_says_how_to_make_it(tmp_path):
         load_results(tmp_path / "absent.json")
 
 
-def test_git_commit_outside_a_checkout_is_none(tmp_path):
+def test_git_commit_outside_a_checkout_is_none(tmp_path, monkeypatch):
+    monkeypatch.delenv("FORGETKIT_GIT_COMMIT", raising=False)
     assert git_commit(tmp_path) is None
+
+
+def test_git_commit_outside_a_checkout_is_the_launchers(tmp_path, monkeypatch):
+    """A copy sent to a GPU machine has no .git: the commit comes with it, by name."""
+    monkeypatch.setenv("FORGETKIT_GIT_COMMIT", "0123abc")
+    assert git_commit(tmp_path) == "0123abc"
 
 
 def test_git_commit_marks_a_dirty_tree(tmp_path):
