@@ -82,9 +82,11 @@ def percent(digits: int = 1, *, signed: bool = False) -> Format:
     return Format("percent", digits, signed=signed)
 
 
-def pp(digits: int = 1) -> Format:
-    """A difference of two fractions shown in percentage points: 0.012 -> ``+1.2 pp``."""
-    return Format("pp", digits, signed=True)
+def pp(digits: int = 1, *, signed: bool = True) -> Format:
+    """A difference of two fractions shown in percentage points: 0.012 -> ``+1.2 pp``;
+    ``signed=False`` drops the ``+`` where the words already give the direction ("a loss
+    of 1.2 pp"), keeping the ``-`` of a value that went the other way."""
+    return Format("pp", digits, signed=signed)
 
 
 def number(digits: int = 2, *, cap: float | None = None, signed: bool = False) -> Format:
@@ -131,7 +133,7 @@ def format_value(value: Any, fmt: Format | str, *, at_least: bool = False) -> st
     if fmt.kind == "percent":
         text = f"{100 * x:{sign}.{fmt.digits}f}" + "%"
     elif fmt.kind == "pp":
-        text = f"{100 * x:+.{fmt.digits}f}"
+        text = f"{100 * x:{sign}.{fmt.digits}f}"
     elif fmt.kind == "count":
         text = f"{x:{sign}.0f}"
     elif fmt.kind == "sci":

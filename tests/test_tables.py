@@ -33,6 +33,8 @@ from forgetkit.tables import (
         (0.012, pp(), "+1.2 pp"),
         (-0.012, pp(), "-1.2 pp"),
         (-0.0001, pp(), "0.0 pp"),
+        (0.012, pp(signed=False), "1.2 pp"),
+        (-0.012, pp(signed=False), "-1.2 pp"),
         (-0.0002, number(3), "0.000"),
         (-0.0002, number(3, signed=True), "0.000"),
         (0.25, number(3, signed=True), "+0.250"),
