@@ -214,6 +214,9 @@ def report_table(records: list[Record]) -> str:
         f"`{first.commit or 'none: not a git checkout'}`), torch {first.torch}, "
         f"{first.threads} CPU threads.",
         "",
+        ":::{table} The chapters this build executed: profile, device, seconds and outcome.",
+        ":name: tbl-execution-report",
+        "",
         "| chapter | profile | device | seconds | status |",
         "|---|---|---|---:|---|",
     ]
@@ -222,7 +225,7 @@ def report_table(records: list[Record]) -> str:
             f"| {{doc}}`{r.chapter}` | {r.profile} | {r.device} | {r.seconds:.1f} | {r.status} |"
         )
     total = sum(r.seconds for r in records)
-    lines += ["", f"Total execution time: {total:.0f} s ({len(records)} notebooks)."]
+    lines += [":::", "", f"Total execution time: {total:.0f} s ({len(records)} notebooks)."]
     return "\n".join(lines) + "\n"
 
 

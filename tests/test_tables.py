@@ -146,12 +146,10 @@ def test_no_chapter_shows_a_glued_table_as_raw_text():
     assert not shown, f"glued tables also printed as text: {shown}"
 
 
-@pytest.mark.parametrize("path", sorted(CHAPTERS.glob("*.md")), ids=lambda p: p.stem)
-def test_every_written_table_is_numbered_and_captioned(path):
-    """A pipe table typed into a chapter's prose sits in a ``:::{table} Caption`` fence with
-    a ``:name:``, so it is numbered like the computed ones."""
+def _bare_pipe_tables(text: str) -> list[int]:
+    """Lines of pipe tables outside a ``:::{table} Caption`` fence."""
     inside, captioned, bare = False, False, []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         if line.startswith(":::{table}"):
             inside = True
             captioned = bool(line.removeprefix(":::{table}").strip())
@@ -159,4 +157,28 @@ def test_every_written_table_is_numbered_and_captioned(path):
             inside = False
         elif re.match(r"\|\s*:?-{3,}", line) and not (inside and captioned):
             bare.append(lineno)
+    return bare
+
+
+@pytest.mark.parametrize("path", sorted(CHAPTERS.glob("*.md")), ids=lambda p: p.stem)
+def test_every_written_table_is_numbered_and_captioned(path):
+    """A pipe table typed into a chapter's prose sits in a ``:::{table} Caption`` fence with
+    a ``:name:``, so it is numbered like the computed ones."""
+    bare = _bare_pipe_tables(path.read_text(encoding="utf-8"))
     assert not bare, f"{path.name}: pipe tables outside a captioned {{table}} at lines {bare}"
+
+
+def test_the_execution_report_table_is_numbered_and_captioned():
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("build_book", root / "scripts" / "build_book.py")
+    build_book = importlib.util.module_from_spec(spec)
+    sys.modules["build_book"] = build_book  # its dataclasses look their module up
+    spec.loader.exec_module(build_book)
+    record = build_book.Record("jit", "ci", "cpu", 12.5, "ok", "0.1.0", "abc1234", "2.14",
+                               "2026-12-02", 2)  # fmt: skip
+    text = build_book.report_table([record])
+    assert "| {doc}`jit` | ci | cpu | 12.5 | ok |" in text
+    assert ":name: tbl-execution-report" in text and not _bare_pipe_tables(text)
