@@ -66,11 +66,17 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def load_script(name: str):
+    """``scripts/NAME.py`` as a module (the scripts are not a package), registered in
+    ``sys.modules`` first because their dataclasses look their module up there."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
 def toc_files() -> list[str]:
     """The documents of _toc.yml in order, as the book build reads them
     (``toc_files()`` of scripts/build_book.py)."""
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_book", module)  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module.toc_files()
+    return load_script("build_book").toc_files()

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import functools
 import http.server
-import importlib.util
 import json
 import os
 import re
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -25,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import pytest
-from conftest import toc_files
+from conftest import load_script, toc_files
 
 pytestmark = pytest.mark.browser
 
@@ -456,10 +454,7 @@ def test_site_names_only_the_configured_repository():
     repository.url in _config.yml; see scripts/repository.py."""
     if not (HTML / "index.html").exists():
         _missing(f"no built site at {HTML.relative_to(ROOT)}: run `make book` first")
-    spec = importlib.util.spec_from_file_location("repository", ROOT / "scripts/repository.py")
-    repository = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("repository", repository)
-    spec.loader.exec_module(repository)
+    repository = load_script("repository")
     problems = repository.check(ROOT, site=HTML)
     assert problems == [], "links to another repository:\n" + "\n".join(problems)
     owner, name = repository.owner_name(repository.configured_url(ROOT))

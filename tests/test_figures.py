@@ -3,17 +3,16 @@ files, the catalogue's reading of chapters, and errors that name the bad argumen
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_script
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -199,11 +198,7 @@ def test_records_of_another_kind_are_refused():
 
 
 def _catalogue():
-    spec = importlib.util.spec_from_file_location("catalogue", ROOT / "scripts/catalogue.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("catalogue", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("catalogue")
 
 
 SOURCE = """

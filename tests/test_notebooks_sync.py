@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import toc_files
+from conftest import load_script, toc_files
 
 jupytext = pytest.importorskip("jupytext")
 
@@ -134,22 +134,11 @@ def test_some_output_is_compared(name):
     )
 
 
-def _build_book():
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_book", module)  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_setup_cells_are_hidden_from_the_page(name):
     """The build tags the Colab install cell and papermill's injected-parameters cell
     ``remove-cell`` (scripts/build_book.py, hide_setup_cells); the parameters cell stays."""
-    build_book = _build_book()
+    build_book = load_script("build_book")
     nb = committed(name)
     injected = nbformat.v4.new_code_cell('PROFILE = "paper"\n')
     injected.metadata["tags"] = ["injected-parameters"]
@@ -163,7 +152,7 @@ def test_setup_cells_are_hidden_from_the_page(name):
 
 
 def test_a_chapter_without_its_colab_cell_stops_the_build():
-    build_book = _build_book()
+    build_book = load_script("build_book")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     with pytest.raises(SystemExit, match="Colab install cell"):
         build_book.hide_setup_cells(nb, "empty")

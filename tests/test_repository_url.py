@@ -10,26 +10,18 @@ repository to its own URL in one step.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("repository", ROOT / "scripts/repository.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("repository", module)  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
-
-
-repository = _module()
+repository = load_script("repository")
 URL = repository.configured_url()
 OWNER, NAME = repository.owner_name(URL)
 FORK = "https://github.com/" + "someone-else/unlearning-course"  # split: no stray URL here

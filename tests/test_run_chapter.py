@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("run_chapter", ROOT / "scripts" / "run_chapter.py")
-run_chapter = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_chapter)
+run_chapter = load_script("run_chapter")
 
 
 def test_parameters_are_set_after_the_parameters_cell_and_magics_do_nothing():

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_script
 
 from forgetkit.tables import (
     Format,
@@ -169,14 +170,7 @@ def test_every_written_table_is_numbered_and_captioned(path):
 
 
 def test_the_execution_report_table_is_numbered_and_captioned():
-    import importlib.util
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("build_book", root / "scripts" / "build_book.py")
-    build_book = importlib.util.module_from_spec(spec)
-    sys.modules["build_book"] = build_book  # its dataclasses look their module up
-    spec.loader.exec_module(build_book)
+    build_book = load_script("build_book")
     record = build_book.Record("jit", "ci", "cpu", 12.5, "ok", "0.1.0", "abc1234", "2.14",
                                "2026-12-02", 2)  # fmt: skip
     text = build_book.report_table([record])
