@@ -48,7 +48,7 @@ import torch
 from forgetkit.data import Samples, data_dir, load_dataset
 from forgetkit.fisher import fisher_diagonal, fisher_diagonal_loop
 from forgetkit.models import ModelConfig, build_model
-from forgetkit.runtime import resolve_device, synchronize
+from forgetkit.runtime import Stopwatch, resolve_device
 from forgetkit.train import TrainConfig, fit
 
 MNIST, CIFAR = (1, 28, 28), (3, 32, 32)
@@ -159,11 +159,9 @@ def _child(args: argparse.Namespace) -> None:
             start_mem = _status_bytes("VmRSS")
         times, fishers = [], []
         for run in runs:
-            synchronize(device)
-            start = time.perf_counter()
-            fisher = run()
-            synchronize(device)
-            times.append(time.perf_counter() - start)
+            with Stopwatch(device) as watch:
+                fisher = run()
+            times.append(watch.seconds)
             fishers.append({k: v.cpu() for k, v in fisher.items()})
             del fisher
         if device.type == "cuda":

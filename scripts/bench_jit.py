@@ -16,13 +16,12 @@ task (it is seconds, not milliseconds). Ratios are printed with "met" or "not me
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 import forgetkit as fk
 from forgetkit.methods.jit import lipschitz_ratios, lipschitz_ratios_loop
-from forgetkit.runtime import resolve_device, synchronize
+from forgetkit.runtime import best_of, resolve_device
 
 TARGET_SPEEDUP = 100.0
 # The chapter's ci setting (book/src/jit.md).
@@ -32,17 +31,6 @@ TRAIN = fk.TrainConfig(epochs=10, lr=0.05, momentum=0.9, weight_decay=5e-4, batc
 # Per task: the chapter's JiT settings (the official ones for a whole class and random samples).
 JIT = {"random": {"sigma": 0.01, "lr": 3e-4}, "subclass": {"sigma": 0.01, "lr": 3e-4},
        "class": {"sigma": 0.5, "lr": 3e-4}}  # fmt: skip
-
-
-def best_of(fn, repeats: int, device: torch.device) -> float:
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def tasks(data):

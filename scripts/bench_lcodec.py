@@ -30,6 +30,7 @@ from forgetkit.codec import codec, codec_all, codec_reference
 from forgetkit.data import Samples, data_dir, load_dataset
 from forgetkit.methods import LCodec
 from forgetkit.models import ModelConfig
+from forgetkit.runtime import best_of
 from forgetkit.train import TrainConfig, train_model
 
 MODELS = {
@@ -38,15 +39,6 @@ MODELS = {
     "784-400-400-10 (478,410)": ModelConfig("mlp", (1, 28, 28), 10, {"hidden": (400, 400)}),
     "small_cnn": ModelConfig("small_cnn", (1, 28, 28), 10),
 }
-
-
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def bench_codec(n: int, units: int, direct_k: int, repeats: int) -> None:
@@ -58,9 +50,9 @@ def bench_codec(n: int, units: int, direct_k: int, repeats: int) -> None:
           f"(direct: {direct_k} candidates) ==")  # fmt: skip
     for label, given in (("unconditional T_n(Y, Z_j)", None), ("conditional T_n(Y, Z_j | 2)", x)):
         sub = z[:, 2 : 2 + direct_k]
-        t_all = _best(lambda g=given: codec_all(y, z, g, jitter=0), repeats)
-        t_vec = _best(lambda g=given, s=sub: codec_all(y, s, g, jitter=0), repeats)
-        t_loop = _best(lambda g=given, s=sub: [codec(y, s[:, j], g, jitter=0)
+        t_all = best_of(lambda g=given: codec_all(y, z, g, jitter=0), repeats)
+        t_vec = best_of(lambda g=given, s=sub: codec_all(y, s, g, jitter=0), repeats)
+        t_loop = best_of(lambda g=given, s=sub: [codec(y, s[:, j], g, jitter=0)
                                                for j in range(s.shape[1])], repeats)  # fmt: skip
         start = time.perf_counter()
         ref = [codec_reference(y.numpy(), sub[:, j].numpy(), None if given is None

@@ -18,12 +18,11 @@ with "met" or "NOT met"; the accuracies are printed for context, not as a result
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 import forgetkit as fk
-from forgetkit.runtime import resolve_device, synchronize
+from forgetkit.runtime import Stopwatch, resolve_device
 from forgetkit.validation import accuracy
 
 N_TRAIN, N_TEST = 3000, 1000
@@ -37,11 +36,9 @@ METHODS = {  # label: (registry name, hyperparameters, target speed-up over retr
 
 
 def timed(fn, device: torch.device) -> tuple[float, object]:
-    synchronize(device)
-    start = time.perf_counter()
-    out = fn()
-    synchronize(device)
-    return time.perf_counter() - start, out
+    with Stopwatch(device) as watch:
+        out = fn()
+    return watch.seconds, out
 
 
 def main(argv: list[str] | None = None) -> None:
