@@ -101,7 +101,8 @@ def sci(digits: int = 0) -> Format:
 
 
 def count(*, cap: float | None = None, signed: bool = False) -> Format:
-    """A whole number (epochs, samples); ``cap`` marks values at the cap as censored."""
+    """A whole number (epochs, samples) with thousands separated as in the prose
+    (``60,000``); ``cap`` marks values at the cap as censored."""
     return Format("count", 0, cap=cap, signed=signed)
 
 
@@ -135,7 +136,7 @@ def format_value(value: Any, fmt: Format | str, *, at_least: bool = False) -> st
     elif fmt.kind == "pp":
         text = f"{100 * x:{sign}.{fmt.digits}f}"
     elif fmt.kind == "count":
-        text = f"{x:{sign}.0f}"
+        text = f"{x:{sign},.0f}"
     elif fmt.kind == "sci":
         mantissa, exponent = f"{x:.{fmt.digits}e}".split("e")
         text = f"{mantissa}e{int(exponent)}"

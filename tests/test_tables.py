@@ -46,6 +46,8 @@ from forgetkit.tables import (
         (64.0, count(cap=100), "64"),
         (100.0, count(cap=100), "≥100"),
         (101.0, count(cap=100), "≥100"),
+        (60000.0, count(), "60,000"),
+        (-1234.0, count(signed=True), "-1,234"),
         (math.nan, percent(), "–"),
         (None, number(), "–"),
         (np.float32(0.5), percent(0), "50%"),
