@@ -225,4 +225,5 @@ def test_every_stored_book_result_is_clean_or_shown_as_dirty():
     root = Path(__file__).resolve().parent.parent / "book" / "results"
     stored = {p.name: load_results(p, allow_dirty=True)[1] for p in root.glob("*.json")}
     dirty = sorted(name for name, provenance in stored.items() if provenance.dirty)
-    assert set(dirty) <= {"eternal_sunshine.json"}, dirty
+    # the first ES recipe's run, kept to show why the recipe changed; its paragraph says so
+    assert set(dirty) <= {"eternal_sunshine_recipe26.json"}, dirty
