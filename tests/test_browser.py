@@ -329,8 +329,48 @@ def test_catalogue_downloads_work(site):
 
 
 @pytest.mark.parametrize("doc", CHAPTERS)
-def test_figure_text_is_at_least_10px(visit, site, doc):
-    """The smallest text of each figure, as drawn on the page, is at least 10 CSS px.
+def test_glued_values_take_the_prose_weight(visit, doc):
+    """A glued number reads as part of its sentence: not bold where the prose is not
+    (myst-nb sets pasted text in bold; book/_static/forgetkit.css undoes it)."""
+    v = visit(f"{doc}.html")
+    bold = v.page.eval_on_selector_all(
+        ".bd-article span.pasted-text",
+        """spans => spans
+            .filter(s => getComputedStyle(s).fontWeight !== getComputedStyle(s.parentElement).fontWeight)
+            .map(s => (s.innerText || '').trim().slice(0, 40))""",
+    )
+    assert bold == [], f"{doc}: glued values set in another weight than their prose: {bold[:10]}"
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_no_file_name_is_linked_as_a_website(visit, doc):
+    """linkify turns only URLs with a scheme into links: "train.py" stays a file name."""
+    v = visit(f"{doc}.html")
+    links = v.page.eval_on_selector_all(".bd-article a[href]", "as => as.map(a => a.href)")
+    bad = [h for h in links if re.match(r"https?://[^/]+\.(py|ipynb|json|txt|md|toml|csv)/?$", h)]
+    assert bad == [], f"{doc}: file names linked as websites: {bad}"
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_every_figure_opens_full_size(visit, doc):
+    """Each figure is a link to its own SVG, so a reader can enlarge it."""
+    v = visit(f"{doc}.html")
+    unlinked = v.page.eval_on_selector_all(
+        "figure[id]",
+        """figs => figs.filter(f => {
+            const a = f.querySelector("a > img") && f.querySelector("a > img").parentElement;
+            const img = f.querySelector("img");
+            return !a || !img || a.getAttribute("href") !== img.getAttribute("src");
+        }).map(f => f.id)""",
+    )
+    assert unlinked == [], f"{doc}: figures that do not link to their image: {unlinked}"
+
+
+@pytest.mark.parametrize("width", [1280, 400])
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_figure_text_is_at_least_10px(visit, site, doc, width):
+    """The smallest text of each figure, as drawn on the page, is at least 10 CSS px, on a
+    desktop and on a phone (where figures keep their width and scroll in their own box).
 
     The figures are SVG with their text drawn as outlines, so the browser cannot be asked
     for a font size; instead publish_figure records the smallest font matplotlib drew (in
@@ -339,7 +379,7 @@ def test_figure_text_is_at_least_10px(visit, site, doc):
     be that SVG (a raster would have its own scale).
     """
     records, _ = _catalogue(site)
-    v = visit(f"{doc}.html")
+    v = visit(f"{doc}.html", width=width)
     shown = v.page.eval_on_selector_all(
         "figure[id]",
         """figs => figs.map(f => {
@@ -358,7 +398,7 @@ def test_figure_text_is_at_least_10px(visit, site, doc):
         px = record["min_font_pt"] * width / record["width_pt"]
         if px < 10:
             small.append(f"{anchor}: smallest text {px:.1f} px (image {width} px wide)")
-    assert small == [], f"{doc}: figure text under 10 px at 1280 px:\n" + "\n".join(small)
+    assert small == [], f"{doc}: figure text under 10 px at {width} px:\n" + "\n".join(small)
 
 
 def test_home_page_leads_to_the_book(visit):
