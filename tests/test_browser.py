@@ -336,7 +336,8 @@ def test_glued_values_take_the_prose_weight(visit, doc):
     bold = v.page.eval_on_selector_all(
         ".bd-article span.pasted-text",
         """spans => spans
-            .filter(s => getComputedStyle(s).fontWeight !== getComputedStyle(s.parentElement).fontWeight)
+            .filter(s => getComputedStyle(s).fontWeight
+                         !== getComputedStyle(s.parentElement).fontWeight)
             .map(s => (s.innerText || '').trim().slice(0, 40))""",
     )
     assert bold == [], f"{doc}: glued values set in another weight than their prose: {bold[:10]}"
