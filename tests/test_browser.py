@@ -230,7 +230,8 @@ def test_figures_have_alt_text(visit, doc):
     assert bad == [], f"{doc}: figures without a description: {bad}"
 
 
-UNNUMBERED_TABLES_ALLOWED = ("book/api",)  # docstring tables of the reference, not results
+# Docstring tables of the reference pages, not results.
+UNNUMBERED_TABLES_ALLOWED = tuple(d for d in PAGES if d == "book/api" or d.startswith("book/api/"))
 
 
 @pytest.mark.parametrize("doc", [d for d in PAGES if d not in UNNUMBERED_TABLES_ALLOWED])
@@ -341,6 +342,39 @@ def test_glued_values_take_the_prose_weight(visit, doc):
             .map(s => (s.innerText || '').trim().slice(0, 40))""",
     )
     assert bold == [], f"{doc}: glued values set in another weight than their prose: {bold[:10]}"
+
+
+def _out_of_order(numbers: list[str]) -> list[str]:
+    """Section numbers ("12.7", "12.7.1") that do not follow the one before them."""
+    bad, previous = [], None
+    for number in numbers:
+        parts = [int(p) for p in number.split(".")]
+        if previous is not None:
+            depth = len(parts)
+            expected = (previous + [0] * depth)[:depth]
+            expected[-1] += 1
+            if len(parts) > len(previous) + 1 or parts != expected:
+                bad.append(f"{'.'.join(map(str, previous))} -> {number}")
+        previous = parts
+    return bad
+
+
+def test_the_order_rule_can_fail():
+    assert _out_of_order(["12", "12.1", "12.2", "12.2.1", "12.3"]) == []
+    assert _out_of_order(["12.7", "12.7.20"]) == ["12.7 -> 12.7.20"]
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_headings_number_in_order(visit, doc):
+    """Section numbers count up one by one (12.7, 12.7.1, ..., 12.8): nothing invisible,
+    such as an API object, takes a number."""
+    v = visit(f"{doc}.html")
+    numbers = v.page.eval_on_selector_all(
+        ".bd-article :is(h1, h2, h3, h4) .section-number",
+        "spans => spans.map(s => s.innerText.trim().replace(/\\.$/, ''))",
+    )
+    bad = _out_of_order([n for n in numbers if n])
+    assert bad == [], f"{doc}: section numbers out of order: {bad}"
 
 
 @pytest.mark.parametrize("doc", PAGES)
