@@ -10,6 +10,7 @@ from forgetkit.data import ImageDataset, Samples, load_dataset
 from forgetkit.methods import (
     UnlearningMethod,
     UnlearnResult,
+    UtilityWarning,
     as_neurips_unlearning,
     available_methods,
     get_method,
@@ -39,6 +40,7 @@ __all__ = [
     "TrainedModel",
     "UnlearnResult",
     "UnlearningMethod",
+    "UtilityWarning",
     "__version__",
     "as_neurips_unlearning",
     "available_methods",

@@ -5,12 +5,14 @@ forgetkit bench run my.toml --executor process --workers 2
 forgetkit bench run paper --executor ray --address auto
 forgetkit bench plan ci                            # the cells, without running them
 forgetkit bench report results/ci                  # the standard figures
+forgetkit --version
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _bench(argv: list[str]) -> int:
@@ -36,6 +38,7 @@ def _bench(argv: list[str]) -> int:
     report = sub.add_parser("report", help="draw the standard figures of a results folder")
     report.add_argument("out")
     args = parser.parse_args(argv)
+    created: Path | None = None  # the results folder this command made, if any
     try:
         if args.command == "report":
             from forgetkit.bench.report import draw
@@ -45,6 +48,7 @@ def _bench(argv: list[str]) -> int:
             return 0
         config = bench.load_config(args.config)
         out = args.out or f"bench-results/{config.name}"
+        created = None if Path(out).exists() else Path(out)
         if args.command == "tune":
             from forgetkit.bench.tuning import tune as run_tuning
 
@@ -66,16 +70,38 @@ def _bench(argv: list[str]) -> int:
             address=args.address, progress=not args.no_progress, csv=args.csv,
         )  # fmt: skip
     except (bench.ConfigError, ValueError, RuntimeError, FileNotFoundError) as err:
+        _remove_if_empty(created)
         print(f"forgetkit bench: error: {err}", file=sys.stderr)
         return 2
+    except BaseException:
+        _remove_if_empty(created)
+        raise
     print(f"{len(df)} rows in {out}/results.parquet")
     return 0
+
+
+def _remove_if_empty(folder: Path | None) -> None:
+    """Remove a results folder that a failed command created and left without a file (empty
+    subfolders included), so a failure leaves nothing that looks like results behind."""
+    if folder is None or not folder.is_dir() or any(not p.is_dir() for p in folder.rglob("*")):
+        return
+    try:
+        for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            sub.rmdir()
+        folder.rmdir()
+    except OSError:  # something appeared meanwhile: leave it
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from forgetkit import __version__
+
+        print(f"forgetkit {__version__}")
         return 0
     if argv[0] == "bench":
         return _bench(argv[1:])

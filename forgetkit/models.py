@@ -50,8 +50,28 @@ class ModelConfig:
 
     @classmethod
     def for_data(cls, name: str, data: Any, **options: Any) -> ModelConfig:
-        """A config matching a dataset's (or task's) image shape and class count."""
+        """A config matching a dataset's (or task's) image shape and class count.
+
+        Parameters
+        ----------
+        name
+            Architecture name.
+        data
+            An :class:`~forgetkit.data.ImageDataset` or a
+            :class:`~forgetkit.scenarios.ForgetTask`: what knows its class count. Samples
+            or tensors do not (a set may miss a class), so for one's own data build
+            ``ModelConfig(name, in_shape, num_classes)`` directly.
+        **options
+            Architecture options.
+        """
         data = getattr(data, "data", data)  # a ForgetTask carries its dataset
+        if not (hasattr(data, "image_shape") and hasattr(data, "num_classes")):
+            raise TypeError(
+                f"ModelConfig.for_data: data must be an ImageDataset or a ForgetTask (something "
+                f"with image_shape and num_classes), got {type(data).__name__}; for your own "
+                f"data use ModelConfig({name!r}, in_shape=(channels, height, width), "
+                f"num_classes=...)"
+            )
         return cls(name, data.image_shape, data.num_classes, options)
 
     def as_dict(self) -> dict[str, Any]:

@@ -16,6 +16,9 @@ DeviceLike = str | torch.device | None
 def resolve_device(device: DeviceLike = None) -> torch.device:
     """Turn ``None``/``"auto"`` into CUDA when present, else CPU; validate explicit choices.
 
+    (``unlearn`` reads ``device=None`` as the model's own device instead, see
+    :func:`model_device`.)
+
     Asking for CUDA on a machine without it is an error rather than a silent fallback,
     so a GPU experiment never quietly runs (and is timed) on the CPU.
 
@@ -56,7 +59,12 @@ def seeded(seed: int, device: DeviceLike = None) -> Iterator[None]:
     py_state = random.getstate()
     np_state = np.random.get_state()  # noqa: NPY002 (restoring the legacy global)
     with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(int(seed))
+        # Seed only the generators that are restored afterwards: torch.manual_seed would
+        # also reseed every CUDA device, a side effect on the caller's GPU random state.
+        torch.random.default_generator.manual_seed(int(seed))
+        for cuda in cuda_devices:
+            with torch.cuda.device(cuda):
+                torch.cuda.manual_seed(int(seed))
         random.seed(int(seed))
         np.random.seed(int(seed) % 2**32)  # noqa: NPY002 (code that uses the global)
         try:

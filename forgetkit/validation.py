@@ -260,13 +260,17 @@ def weight_norm(model: nn.Module) -> float:
     return float(torch.sqrt(sum(p.detach().double().pow(2).sum() for p in model.parameters())))
 
 
-def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy in eval mode, in batches (the model's mode is restored)."""
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        acc = float((model(x).argmax(1) == y).float().mean())
-    model.train(was_training)
-    return acc
+    try:
+        with torch.no_grad():
+            pairs = zip(x.split(batch_size), y.split(batch_size), strict=True)
+            right = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in pairs)
+    finally:
+        model.train(was_training)
+    return right / max(len(y), 1)
 
 
 def utility_snapshot(model: nn.Module, probe: Mapping[str, Any]) -> dict[str, float]:
@@ -279,26 +283,43 @@ def utility_snapshot(model: nn.Module, probe: Mapping[str, Any]) -> dict[str, fl
 
 def utility_report(
     before: Mapping[str, float], after: Mapping[str, float], probe: Mapping[str, Any],
-    *, blowup: float = 10.0,
+    *, blowup: float = 10.0, drop: float = 0.10, unchanged: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Did the unlearned model's utility collapse? Compares snapshots of the input and the
-    unlearned model (:func:`utility_snapshot`) on a probe of the retain (or validation)
-    set: accuracy fallen to the majority-class level from well above it, or a weight norm
-    grown more than ``blowup`` times."""
+    """Did the unlearned model lose its utility? Compares snapshots of the input and the
+    unlearned model (:func:`utility_snapshot`) on the same probe samples of the retain (or
+    validation) set.
+
+    ``degraded``: probe accuracy fell more than ``drop`` (10 points) below the input
+    model's, the signal a user acts on. ``collapsed``, the severe case: accuracy down to the
+    majority-class level from well above it, or a weight norm grown more than ``blowup``
+    times. ``unchanged``: the method returned the input weights bit for bit. Any of the
+    three is a reason (``reasons``) to warn.
+    """
     ratio = after["weight_norm"] / max(before["weight_norm"], 1e-12)
     report: dict[str, Any] = {"weight_norm_ratio": ratio}
-    reasons = []
+    reasons, collapsed, degraded = [], False, False
     if ratio > blowup:
-        reasons.append(f"the weight norm grew {ratio:.3g} times")
+        collapsed = True
+        reasons.append(f"the weight norm grew {ratio:.3g} times (the limit is {blowup:g})")
     if probe:
         y, name = probe["y"], probe["name"]
         chance = float(torch.bincount(y).max()) / len(y)
         acc_before, acc_after = before["accuracy"], after["accuracy"]
         report |= {"probe": name, "probe_size": len(y), "chance": chance,
                    "accuracy_before": acc_before, "accuracy_after": acc_after}  # fmt: skip
-        if acc_after <= chance + 0.05 and acc_before > chance + 0.2:
-            reasons.append(f"{name} accuracy fell from {acc_before:.3f} to {acc_after:.3f}, "
-                           f"the majority-class level ({chance:.3f})")  # fmt: skip
-    report["collapsed"] = bool(reasons)
-    report["reasons"] = reasons
+        if acc_before - acc_after > drop:
+            degraded = True
+            level = ""
+            if acc_after <= chance + 0.05 and acc_before > chance + 0.2:
+                collapsed = True
+                level = f", the majority-class level ({chance:.3f})"
+            reasons.append(
+                f"{name} accuracy fell from {acc_before:.3f} to {acc_after:.3f} on {len(y)} "
+                f"samples ({100 * (acc_before - acc_after):.1f} points; the limit is "
+                f"{100 * drop:g}){level}"
+            )
+    if unchanged:
+        reasons.append("the weights are bit-identical to the input model's: nothing changed")
+    report |= {"collapsed": collapsed, "degraded": degraded, "unchanged": bool(unchanged),
+               "reasons": reasons}  # fmt: skip
     return report

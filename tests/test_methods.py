@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from forgetkit.methods import UnlearningMethod, as_neurips_unlearning, available_methods, get_method
+from forgetkit.methods import (
+    SCRUB,
+    JiT,
+    UnlearningMethod,
+    as_neurips_unlearning,
+    available_methods,
+    get_method,
+)
 from forgetkit.methods.base import register
 from forgetkit.models import ModelConfig
 from forgetkit.scenarios import forget_class
@@ -170,3 +179,30 @@ def test_neggrad_can_stop_within_an_epoch(setting):
 def test_finetune_can_follow_golatkar_recipe():
     config = get_method("finetune", l2_to_init=True, bn_eval=True).hparams.train_config()
     assert config.l2_to_init and config.bn_eval
+
+
+def test_describe_reports_the_instances_values_and_the_class_its_defaults():
+    assert get_method("scrub", lr=1e-3).describe()["hyperparameters"]["lr"] == 1e-3
+    default = SCRUB.Hyperparameters().lr
+    assert SCRUB.describe()["hyperparameters"]["lr"] == default != 1e-3
+
+
+@pytest.mark.parametrize("name", available_methods())
+def test_hyperparameters_are_typed_keyword_arguments_of_the_class(name):
+    cls = type(get_method(name))
+    params = inspect.signature(cls).parameters
+    fields = dataclasses.fields(cls.Hyperparameters)
+    assert list(params) == [f.name for f in fields]
+    for f in fields:
+        p = params[f.name]
+        assert p.kind is inspect.Parameter.KEYWORD_ONLY
+        assert p.annotation is not inspect.Parameter.empty
+        assert p.default == getattr(cls.Hyperparameters(), f.name)
+
+
+def test_the_signature_names_the_types_and_calls_still_take_keywords():
+    params = inspect.signature(JiT).parameters
+    assert params["sigma"].annotation is float and params["n_samples"].annotation is int
+    assert JiT(sigma=0.02).hparams.sigma == 0.02 == JiT(**{"sigma": 0.02}).hparams.sigma
+    with pytest.raises(TypeError, match="jit: unknown hyperparameter"):
+        JiT(sigmaa=0.02)

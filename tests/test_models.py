@@ -39,6 +39,14 @@ def test_config_errors_name_the_problem():
         build_model(ModelConfig("mlp", (1, 28, 28), 10, {"activation": "swish"}))
 
 
+def test_for_data_says_what_it_needs_when_given_samples():
+    samples = Samples(torch.randn(4, 1, 6, 6), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(TypeError, match=r"ModelConfig.for_data: data must be an ImageDataset "
+                       r"or a ForgetTask .*got Samples; for your own data use "
+                       r"ModelConfig\('mlp', in_shape="):  # fmt: skip
+        ModelConfig.for_data("mlp", samples)
+
+
 def test_reinitialize_leaves_no_trained_weight_in_any_nested_layer():
     """The retrain oracle starts from scratch: every parameter and BN statistic is reset."""
     cfg = ModelConfig("resnet18", (3, 32, 32), 4, {"width": 0.125, "stem": 8})

@@ -31,6 +31,15 @@ def test_seeded_restores_the_global_generators():
         assert (random.random(), np.random.random()) == inside  # noqa: NPY002
 
 
+def test_seeded_fixes_and_restores_torchs_generator():
+    torch.manual_seed(5)
+    state = torch.random.get_rng_state()
+    with seeded(123, "cpu"):
+        inside = torch.rand(3)
+    assert torch.equal(inside, torch.rand(3, generator=torch.Generator().manual_seed(123)))
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_generator_is_seeded():
     a = torch.randn(3, generator=generator(7))
     assert torch.equal(a, torch.randn(3, generator=generator(7)))

@@ -274,14 +274,22 @@ def test_a_collapsed_model_is_flagged_with_a_warning(setting):
             original, task.forget_set, task.retain_set
         )
     report = blown.details["utility"]
-    # NegGrad declares no retain input, so none is read: the weight norm is the signal.
+    # NegGrad declares no retain input, yet a probe of it is checked, beside the weight norm.
     assert report["collapsed"] and report["weight_norm_ratio"] > 1e3
     assert any("weight norm" in r for r in report["reasons"])
+    assert report["probe"] == "retain set"
+    # weight decay moves the weights: this toy's loss is so small (about 1e-8) that plain
+    # SGD steps do not change a single float32 weight, which would rightly warn "unchanged"
     with warnings.catch_warnings():
         warnings.simplefilter("error", UtilityWarning)
-        fine = get_method("finetune", epochs=1).unlearn(original, task.forget_set, task.retain_set)
-    assert not fine.details["utility"]["collapsed"]
+        fine = get_method("finetune", epochs=1, weight_decay=5e-4).unlearn(
+            original, task.forget_set, task.retain_set
+        )
+    assert not fine.details["utility"]["collapsed"] and not fine.details["unchanged"]
     assert fine.details["utility"]["accuracy_before"] > 0.9
+    with pytest.warns(UtilityWarning, match="finetune changed nothing"):
+        still = get_method("finetune", epochs=1).unlearn(original, task.forget_set, task.retain_set)
+    assert still.details["unchanged"] and still.details["history"]
 
 
 def test_unlearning_never_mutates_the_callers_model_even_when_it_refuses(setting):

@@ -104,8 +104,11 @@ def test_wheel_carries_the_package_and_nothing_else(dist):
     info = f"forgetkit-{forgetkit.__version__}.dist-info/"
     outside = [n for n in names if not n.startswith(("forgetkit/", info))]
     assert outside == [], f"files outside the package: {outside}"
-    # Python modules, and the benchmark configs shipped as package data; nothing else.
+    # Python modules, the benchmark configs shipped as package data, and the PEP 561 marker
+    # that tells type checkers the package is typed; nothing else.
+    assert "forgetkit/py.typed" in names, "py.typed missing: type checkers would ignore hints"
     not_code = [n for n in names if n.startswith("forgetkit/") and not n.endswith(".py")
+                and n != "forgetkit/py.typed"
                 and not re.fullmatch(r"forgetkit/bench/configs/\w+\.toml", n)]  # fmt: skip
     assert not_code == [], f"book files, data or checkpoints in the wheel: {not_code}"
     configs = {p.relative_to(ROOT).as_posix() for p in (ROOT / "forgetkit").rglob("*.toml")}

@@ -10,6 +10,7 @@ allowed values, and never after an hour of training.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -162,35 +163,53 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> BenchConfig:
     if data.get("dataset") not in DATASETS:
         raise ConfigError(f"{where}: data.dataset must be one of {list(DATASETS)}, got "
                           f"{data.get('dataset')!r}")  # fmt: skip
+    for key in ("train", "test"):
+        if key in data and not _is_int(data[key], 1):
+            raise ConfigError(f"{where}: data.{key} must be an integer >= 1 (a sample count), "
+                              f"got {data[key]!r}")  # fmt: skip
+    if "seed" in data and not _is_int(data["seed"], 0):
+        raise ConfigError(f"{where}: data.seed must be an integer >= 0, got {data['seed']!r}")
     model = {"name": raw.get("model", {}).get("name"),
-             "options": dict(raw.get("model", {}).get("options", {}))}  # fmt: skip
+             "options": raw.get("model", {}).get("options", {})}  # fmt: skip
     if model["name"] not in MODELS:
         raise ConfigError(f"{where}: model.name must be one of {sorted(MODELS)}, got "
                           f"{model['name']!r}")  # fmt: skip
+    if not isinstance(model["options"], dict):
+        raise ConfigError(f"{where}: [model.options] must be a table, got {model['options']!r}")
+    model["options"] = dict(model["options"])
+    _check_model(model["name"], model["options"], data["dataset"], where)
     train = dict(raw.get("train", {}))
+    allowed = {f.name for f in dataclasses.fields(TrainConfig)}
+    _keys("train", train, allowed, where)
     try:
         TrainConfig(**train)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: [train]: {err}") from None
+        raise ConfigError(f"{where}: [train]: {err}; allowed keys: {sorted(allowed)}") from None
 
     scenarios = []
     for i, entry in enumerate(raw.get("scenario", [])):
         entry = dict(entry)
         name, kind = entry.pop("name", None), entry.pop("kind", None)
         if not isinstance(name, str) or not name:
-            raise ConfigError(f"{where}: scenario {i} needs a name")
+            raise ConfigError(f"{where}: [[scenario]] number {i + 1} needs a name (a "
+                              f"non-empty string), got {name!r}")  # fmt: skip
         if kind not in SCENARIO_KINDS:
             raise ConfigError(f"{where}: scenario {name!r}: kind must be one of "
                               f"{sorted(SCENARIO_KINDS)}, got {kind!r}")  # fmt: skip
         _keys(f"scenario {name}", entry, set(SCENARIO_KINDS[kind]), where)
         missing = sorted(set(SCENARIO_KINDS[kind]) - set(entry))
         if missing:
-            raise ConfigError(f"{where}: scenario {name!r} ({kind}) lacks {missing}")
+            raise ConfigError(f"{where}: scenario {name!r} ({kind}) lacks {missing}; its keys: "
+                              f"{sorted(SCENARIO_KINDS[kind])}")  # fmt: skip
+        _check_scenario(name, kind, entry, data, where)
         scenarios.append(Scenario(name, kind, entry))
     if not scenarios:
         raise ConfigError(f"{where}: no [[scenario]] given")
-    if len({s.name for s in scenarios}) != len(scenarios):
-        raise ConfigError(f"{where}: scenario names must be unique")
+    names = [s.name for s in scenarios]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{where}: scenario names must be unique; given more than once: "
+                          f"{twice}")  # fmt: skip
 
     methods = []
     for label, hp in raw.get("methods", {}).items():
@@ -245,10 +264,63 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> BenchConfig:
     )
 
 
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_scenario(
+    name: str, kind: str, args: dict[str, Any], data: dict[str, Any], where: str
+) -> None:
+    """A scenario's arguments against the dataset, before anything trains: a class or a
+    person the dataset has, a forget-set size the training set can hold."""
+    from forgetkit.data import SOURCES
+
+    classes = SOURCES[data["dataset"]].classes
+    at = f"{where}: scenario {name!r} ({kind})"
+    for key in ("cls", "person"):
+        if key not in args:
+            continue
+        value = args[key]
+        ok = (_is_int(value, 0) and value < len(classes)) or (
+            key == "cls" and isinstance(value, str) and value in classes)  # fmt: skip
+        if not ok:
+            names = " or a class name" if key == "cls" else ""
+            raise ConfigError(f"{at}: {key} must be an integer in 0..{len(classes) - 1}{names} "
+                              f"of {data['dataset']}, got {value!r}")  # fmt: skip
+    if "n" in args:
+        n, train = args["n"], data.get("train")
+        ok = _is_int(n, 1) or (isinstance(n, float) and 0 < n < 1)
+        if not ok or (train is not None and _is_int(n, 1) and n >= train):
+            limit = f" below data.train ({train})" if train is not None else ""
+            raise ConfigError(f"{at}: n must be an integer >= 1{limit} (a count) or a float "
+                              f"in (0, 1) (a fraction), got {n!r}")  # fmt: skip
+
+
+def _check_model(name: str, options: dict[str, Any], dataset: str, where: str) -> None:
+    """``[model.options]`` against the architecture's keyword arguments, and built once (on
+    the dataset's channels) so a bad value fails here, not in the first training cell."""
+    import inspect
+
+    from forgetkit.data import SOURCES
+    from forgetkit.models import MODELS, ModelConfig, build_model
+
+    factory = MODELS[name]
+    allowed = sorted(p for p in inspect.signature(factory).parameters
+                     if p not in ("in_shape", "num_classes"))  # fmt: skip
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} in [model.options] of model "
+                          f"{name!r}; allowed: {allowed}")  # fmt: skip
+    channels = len(SOURCES[dataset].mean)
+    try:
+        build_model(ModelConfig(name, (channels, 32, 32), 2, options), seed=0)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ConfigError(f"{where}: [model.options] of model {name!r}: {err}; allowed keys: "
+                          f"{allowed}") from None  # fmt: skip
+
+
 def _check_tune(tune: dict[str, Any], methods: dict[str, str], where: str) -> dict[str, Any]:
     """``[tune]``: trials, seed, split_offset and ``space.LABEL.NAME = [low, high(, "log")]``."""
-    import dataclasses
-
     from forgetkit.methods.base import _REGISTRY
 
     for key, default in (("trials", 8), ("seed", 0), ("split_offset", 1000)):

@@ -44,7 +44,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import inspect
 import numbers
+import typing
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
@@ -53,9 +56,24 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+    default_collate,
+)
 
 from forgetkit.data import Samples
-from forgetkit.runtime import DeviceLike, Stopwatch, generator, resolve_device
+from forgetkit.runtime import (
+    DeviceLike,
+    Stopwatch,
+    generator,
+    model_device,
+    resolve_device,
+    seeded,
+)
 from forgetkit.train import TrainedModel, TrainHook
 from forgetkit.validation import (
     check_field,
@@ -68,6 +86,8 @@ from forgetkit.validation import (
     validate,
 )
 
+SEED_LIMIT = 2**63  # seeds lie in [0, 2**63): torch generators and numpy both take them
+PROBE_SIZE = 512  # retain (else validation) samples the utility check reads, at most
 INPUTS = ("forget", "retain", "nonmember", "validation", "record")
 # The kinds of forget request (``ForgetTask.kind`` in :mod:`forgetkit.scenarios`).
 REQUESTS = ("class", "subclass", "random", "identity", "injected", "indices")
@@ -109,6 +129,43 @@ class NoHyperparameters:
     """For methods without knobs."""
 
 
+class _ClassOrInstance:
+    """A method that works on the class (its defaults) and on an instance (its own values)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        @functools.wraps(self.fn)
+        def bound() -> Any:
+            return self.fn(owner, obj)
+
+        return bound
+
+
+def hyperparameter_signature(hyperparameters: type) -> inspect.Signature:
+    """A keyword-only signature built from a ``Hyperparameters`` dataclass: its fields, their
+    types and defaults, so ``inspect.signature(JiT)`` and ``help(JiT)`` list the knobs
+    that ``**hyperparameters`` accepts."""
+    try:
+        hints = typing.get_type_hints(hyperparameters)
+    except Exception:  # an annotation that does not resolve: keep it as written
+        hints = {}
+    params = []
+    for f in dataclasses.fields(hyperparameters):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = inspect.Parameter.empty
+        kind = inspect.Parameter.KEYWORD_ONLY
+        annotation = hints.get(f.name, f.type)
+        params.append(inspect.Parameter(f.name, kind, default=default, annotation=annotation))
+    return inspect.Signature(params)
+
+
 class UnlearningMethod(ABC):
     """Base class: subclasses set ``name``, ``needs``, ``Hyperparameters`` and ``_unlearn``.
 
@@ -116,7 +173,8 @@ class UnlearningMethod(ABC):
     ----------
     **hyperparameters
         Overrides of the method's ``Hyperparameters`` defaults, by field name; unknown names and
-        invalid values raise.
+        invalid values raise. Each subclass's signature lists them as typed keyword arguments
+        (``inspect.signature(JiT)``), generated from its ``Hyperparameters``.
     """
 
     name: ClassVar[str] = "method"
@@ -132,6 +190,12 @@ class UnlearningMethod(ABC):
     # asked, so generic drivers (the benchmark) report it as not applicable instead.
     serves: ClassVar[frozenset[str]] = frozenset(REQUESTS)
     Hyperparameters: ClassVar[type] = NoHyperparameters
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass with its own __init__ keeps the signature it wrote.
+        if "__init__" not in cls.__dict__ and dataclasses.is_dataclass(cls.Hyperparameters):
+            cls.__signature__ = hyperparameter_signature(cls.Hyperparameters)
 
     def __init__(self, **hyperparameters: Any) -> None:
         fields = {f.name: f for f in dataclasses.fields(self.Hyperparameters)}
@@ -154,19 +218,21 @@ class UnlearningMethod(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.hparams).items())
         return f"{type(self).__name__}({args})"
 
-    @classmethod
-    def describe(cls) -> dict[str, Any]:
+    @_ClassOrInstance
+    def describe(cls, self: UnlearningMethod | None = None) -> dict[str, Any]:
         """A method card: its name, inputs (at training and at forget time), paper and
-        hyperparameter defaults."""
+        hyperparameters: an instance's own values (``get_method("scrub", lr=1e-3)``), the
+        defaults when called on the class (``SCRUB.describe()``)."""
+        instance = cls() if self is None else self
         return {
             "name": cls.name,
             "needs": sorted(cls.needs),
             "uses": sorted(cls.uses),
             "record_keys": sorted(cls.record_keys),
-            "training_hooks": [h.name for h in cls().training_hooks()],
+            "training_hooks": [h.name for h in instance.training_hooks()],
             "paper": cls.paper,
             "serves": sorted(cls.serves),
-            "hyperparameters": dataclasses.asdict(cls.Hyperparameters()),
+            "hyperparameters": dataclasses.asdict(instance.hparams),
         }
 
     def check_inputs(self, given: Collection[str], record: Mapping[str, Any] | None) -> None:
@@ -249,10 +315,18 @@ class UnlearningMethod(ABC):
         (:meth:`check_inputs`), each set's shape against the model (and against the
         record's ``model_config``) and its labels against the model's outputs, and that the
         retain set holds no sample of the forget set (same input bits and label). After
-        the run, ``details["utility"]`` compares the input and the unlearned model on up to
-        256 retain (else validation) samples and their weight norms; a collapse (accuracy
-        down to the majority-class level, or weights grown tenfold) sets ``collapsed`` and
-        warns with a :class:`UtilityWarning`.
+        the run, for every method and whether or not it reads them, ``details["utility"]``
+        compares the input and the unlearned model on the same probe of up to 512 retain
+        (else validation) samples, drawn with ``seed``, and their weight norms; it warns
+        with a :class:`UtilityWarning` when probe accuracy fell more than 10 points
+        (``degraded``; ``collapsed`` when down to the majority-class level), when the
+        weights grew tenfold (``collapsed``), or when the weights came back bit-identical
+        (``details["unchanged"]``).
+
+        Loaders are read independently of the global random state: a shuffling loader over
+        a whole dataset is read in the dataset's order, any other under seeds fixed from
+        ``seed``, so the same ``seed`` gives the same model whatever ``torch.manual_seed``
+        the caller set.
 
         Parameters
         ----------
@@ -271,9 +345,10 @@ class UnlearningMethod(ABC):
         record
             What training recorded (hook artifacts, recipe), for methods that need it.
         device
-            Where to run (default: where the model is).
+            Where to run (default: where the model is, even on a machine with CUDA).
         seed
-            Seed of the method's random draws: the same seed gives the same model.
+            Seed of the method's random draws, an int in [0, 2**63): the same seed gives the
+            same model.
         inplace
             Modify ``model`` itself instead of a copy.
         """
@@ -287,21 +362,28 @@ class UnlearningMethod(ABC):
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise TypeError(f"{self.name}: seed must be an int, got {seed!r} "
                             f"({type(seed).__name__})")  # fmt: skip
-        dev = resolve_device(device)
+        if not 0 <= seed < SEED_LIMIT:
+            raise ValueError(f"{self.name}: seed must be an int in [0, 2**63), got {seed!r}")
+        seed = int(seed)
+        # None: where the model is (a CPU model stays on the CPU on a CUDA machine).
+        dev = model_device(model) if device is None else resolve_device(device)
         given = {"forget": forget, "retain": retain, "nonmember": nonmember,
                  "validation": validation, "record": record}  # fmt: skip
         self.check_inputs({k for k, v in given.items() if v is not None}, record)
-        # Only what the method declares is read (a zero-shot method's retain set is never
-        # touched); the overlap and utility checks use what is there.
+        # Only what the method declares is read whole (a zero-shot method's retain set is
+        # never copied); the utility check reads a bounded probe of what is there.
         wanted = self.needs | self.uses
         sets = {
-            k: _labels_of(v, f"{k} set", dev)
+            k: _labels_of(v, f"{k} set", dev, seed)
             if k in self.labels_only
-            else _cast(Samples.coerce(v, f"{k} set").to(dev), dtype)
+            else _cast(read_samples(v, f"{k} set", seed).to(dev), dtype)
             for k, v in given.items()
             if k != "record" and v is not None and k in wanted
         }
         work = model if inplace else copy.deepcopy(model)
+        # The input's weights, to tell an unchanged model (the caller's own model when it
+        # is untouched; a copy only when working in place).
+        reference = _state(model, copy=inplace)
         work.to(dev)
         in_shape = getattr((record or {}).get("model_config"), "in_shape", None)
         imaged = {k: v for k, v in sets.items() if k not in self.labels_only}
@@ -318,11 +400,15 @@ class UnlearningMethod(ABC):
                 raise ValueError(f"{self.name}: the retain set contains {len(both)} sample(s) of "
                                  f"the forget set (e.g. retain rows {both[:5].tolist()}); "
                                  f"remove them from retain")  # fmt: skip
-        probe = _probe(imaged)
+        probe = _probe(given, imaged, seed, dev, dtype)
+        if probe:
+            what = probe["name"]
+            outputs = num_outputs(work, probe["x"], self.name, what, in_shape)
+            check_labels(probe["y"], outputs, self.name, what)
         before = utility_snapshot(work, probe)
         data = ForgetData(
             record=dict(record or {}),
-            seed=int(seed),
+            seed=seed,
             **sets,
         )
         gen = generator(seed, dev)
@@ -334,11 +420,20 @@ class UnlearningMethod(ABC):
                 f"{self.name} produced NaN or infinite weights in {bad[:3]} with {self.hparams}"
             )
         work.eval()
-        health = utility_report(before, utility_snapshot(work, probe), probe)
+        unchanged = _same_state(reference, work)
+        health = utility_report(before, utility_snapshot(work, probe), probe, unchanged=unchanged)
         details.setdefault("utility", health)
-        if health["collapsed"]:
-            warnings.warn(f"{self.name}: the unlearned model's utility collapsed: "
-                          f"{'; '.join(health['reasons'])} (see result.details['utility'])",
+        details.setdefault("unchanged", unchanged)
+        if health["collapsed"] or health["degraded"]:
+            verb = "collapsed" if health["collapsed"] else "fell"
+            why = "; ".join(r for r in health["reasons"] if "bit-identical" not in r)
+            message = (f"{self.name}: the unlearned model's utility {verb}: {why} "
+                       "(see result.details['utility'])")  # fmt: skip
+            warnings.warn(message, UtilityWarning, stacklevel=2)
+        if unchanged:
+            warnings.warn(f"{self.name} changed nothing: the returned weights are bit-identical "
+                          f"to the input model's (no step taken, steps too small to move a "
+                          f"weight, or every change reverted; see result.details)",
                           UtilityWarning, stacklevel=2)  # fmt: skip
         return UnlearnResult(work, watch.seconds, details)
 
@@ -350,26 +445,153 @@ class UnlearningMethod(ABC):
 
 
 class UtilityWarning(UserWarning):
-    """An unlearned model whose utility collapsed (see ``result.details["utility"]``)."""
+    """An unlearned model that lost its utility or did not change at all.
+
+    Raised by every method's :meth:`~UnlearningMethod.unlearn` when probe accuracy on the
+    retain (else validation) set fell more than 10 points below the input model's, the
+    weight norm grew tenfold, or the weights came back bit-identical; the numbers are in
+    ``result.details["utility"]``.
+    """
 
 
 def _cast(s: Samples, dtype: torch.dtype) -> Samples:
     return s if s.x.dtype == dtype else Samples(s.x.to(dtype), s.y)
 
 
-def _probe(sets: Mapping[str, Samples], size: int = 256) -> dict[str, Any]:
-    """Up to ``size`` evenly spaced samples of the retain (else validation) set, for the
-    utility check; empty when neither was given."""
+def _in_order(loader: DataLoader) -> DataLoader:
+    """A shuffling loader over the whole of a map-style dataset, re-made to read the dataset
+    in order: the same samples, in an order that no random state decides."""
+    sampler = loader.sampler
+    full = (isinstance(sampler, RandomSampler) and not sampler.replacement
+            and sampler.num_samples == len(sampler.data_source)
+            and sampler.data_source is loader.dataset
+            and isinstance(loader.batch_sampler, BatchSampler)
+            and type(loader.batch_sampler) is BatchSampler)  # fmt: skip
+    if not full:
+        return loader
+    extra = {"prefetch_factor": loader.prefetch_factor} if loader.num_workers > 0 else {}
+    return DataLoader(
+        loader.dataset, batch_size=loader.batch_size, shuffle=False,
+        num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory, drop_last=loader.drop_last, timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context, **extra,
+    )  # fmt: skip
+
+
+def read_samples(data: Any, what: str, seed: int) -> Samples:
+    """``Samples.coerce(data)``, independent of the caller's global random state.
+
+    A ``DataLoader`` that shuffles a whole map-style dataset is read in the dataset's order
+    (so ``shuffle=True`` and ``shuffle=False`` give the same set, in the same order); any
+    other loader, and random transforms, run under global seeds fixed from ``seed``, and
+    the caller's random state is restored afterwards.
+    """
+    if isinstance(data, Samples | tuple | list | torch.utils.data.TensorDataset):
+        return Samples.coerce(data, what)
+    if isinstance(data, DataLoader):
+        data = _in_order(data)
+    with seeded(seed, "cpu"):
+        return Samples.coerce(data, what)
+
+
+def _pick(n: int, size: int, seed: int) -> torch.Tensor:
+    """Up to ``size`` sorted indices of ``range(n)``, drawn with ``seed`` (not the global RNG)."""
+    if n <= size:
+        return torch.arange(n)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[:size].sort().values
+
+
+def _probe(
+    given: Mapping[str, Any], read: Mapping[str, Samples], seed: int, device: torch.device,
+    dtype: torch.dtype, size: int = PROBE_SIZE,
+) -> dict[str, Any]:  # fmt: skip
+    """Up to ``size`` samples of the retain (else validation) set, drawn with ``seed``, for
+    the utility check; empty when neither was given.
+
+    Checked for every method, whether or not it reads the set: a set the method already
+    read is indexed; otherwise only the probe's samples are read where the data allow it
+    (tensors, a map-style dataset, a loader reading one in full), else the set once.
+    """
     for name in ("retain", "validation"):
-        if name in sets:
-            s = sets[name]
-            idx = torch.linspace(0, len(s) - 1, min(size, len(s))).round().long()
-            idx = idx.to(s.device)
-            return {"x": s.x[idx], "y": s.y[idx], "name": f"{name} set"}
+        data = given.get(name)
+        if data is None:
+            continue
+        what = f"{name} set"
+        if name in read:
+            s = read[name]
+            idx = _pick(len(s), size, seed).to(s.device)
+            return {"x": s.x[idx], "y": s.y[idx], "name": what}
+        if isinstance(data, torch.Tensor) and data.ndim == 1 and not data.is_floating_point():
+            continue  # labels alone (a labels-only input): nothing to run the model on
+        dataset, collate = data, default_collate
+        if isinstance(data, DataLoader):  # its dataset, when the loader reads all of it
+            whole = (_sized(data.dataset)
+                     and isinstance(data.sampler, SequentialSampler | RandomSampler)
+                     and len(data.sampler) == len(data.dataset))  # fmt: skip
+            dataset, collate = (data.dataset if whole else None), data.collate_fn
+        tensors = _tensors_of(dataset) if collate is default_collate else None
+        if tensors is not None:  # in memory: index first, check only what is read
+            x, y = tensors
+            idx = _pick(len(y), size, seed)
+            s = Samples.coerce((x[idx.to(x.device)], y[idx.to(y.device)]), what)
+        elif isinstance(dataset, torch.utils.data.Dataset) and _sized(dataset):
+            idx = _pick(len(dataset), size, seed)
+            if len(idx) == 0:
+                raise ValueError(f"{what} is empty")
+            picked = DataLoader(Subset(dataset, idx.tolist()), batch_size=size, collate_fn=collate)
+            with seeded(seed, "cpu"):  # random transforms, if any, drawn from the seed
+                s = Samples.coerce(picked, what)
+        else:  # an iterable dataset or a custom sampler: read it once, then pick
+            s = read_samples(data, what, seed)
+            s = s.subset(_pick(len(s), size, seed))
+        s = _cast(s.to(device), dtype)
+        return {"x": s.x, "y": s.y, "name": what}
     return {}
 
 
-def _labels_of(data: Any, what: str, device: torch.device) -> Samples:
+def _tensors_of(data: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The (inputs, labels) tensors of in-memory data, without copying; None otherwise."""
+    if isinstance(data, Samples):
+        return data.x, data.y
+    if isinstance(data, torch.utils.data.TensorDataset) and len(data.tensors) >= 2:
+        return data.tensors[0], data.tensors[1]
+    pair = isinstance(data, tuple | list) and len(data) == 2
+    if pair and all(isinstance(t, torch.Tensor) and t.ndim >= 1 for t in data):
+        return (data[0], data[1]) if len(data[0]) == len(data[1]) else None
+    return None
+
+
+def _sized(dataset: Any) -> bool:
+    try:
+        len(dataset)
+    except TypeError:
+        return False
+    return not isinstance(dataset, torch.utils.data.IterableDataset)
+
+
+def _state(model: nn.Module, *, copy: bool) -> dict[str, torch.Tensor]:
+    """A model's parameters and buffers by name (cloned with ``copy``)."""
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    return {k: v.detach().clone() if copy else v.detach() for k, v in state.items()}
+
+
+def _same_state(reference: Mapping[str, torch.Tensor], model: nn.Module) -> bool:
+    """Whether ``model`` holds exactly the weights of ``reference`` (bit for bit)."""
+    now = _state(model, copy=False)
+    if now.keys() != reference.keys():
+        return False
+    for k, v in now.items():
+        ref = reference[k]
+        if v.shape != ref.shape or v.dtype != ref.dtype:
+            return False
+        if not torch.equal(v, ref.to(v.device)):
+            return False
+    return True
+
+
+def _labels_of(data: Any, what: str, device: torch.device, seed: int = 0) -> Samples:
     """The labels of ``data`` without reading its inputs (for ``labels_only`` inputs).
 
     Accepts what :meth:`Samples.coerce` accepts, plus a 1-D integer tensor of labels; a
@@ -384,7 +606,7 @@ def _labels_of(data: Any, what: str, device: torch.device) -> Samples:
     elif isinstance(data, torch.utils.data.TensorDataset) and len(data.tensors) >= 2:
         y = data.tensors[1]
     else:
-        y = Samples.coerce(data, what).y
+        y = read_samples(data, what, seed).y
     if y.ndim != 1 or y.numel() == 0 or y.is_floating_point():
         raise ValueError(f"{what}: expected a non-empty 1-D integer tensor of labels, got "
                          f"{y.dtype} of shape {tuple(y.shape)}")  # fmt: skip
