@@ -78,9 +78,108 @@ def resolve_glue(caption: str, texts: dict[str, str], where: str) -> str:
     return _GLUE_ROLE.sub(value, caption)
 
 
+_ABBREVIATIONS = ("al", "e.g", "i.e", "vs", "cf", "Fig", "Eq", "approx", "etc", "resp")
+TITLE_CHARS = 90  # longer first sentences are cut at a clause for the heading
+THUMBNAIL_WIDTH = "35%"  # of the text column: beside the caption on a desktop and a phone
+
+
+def _top_level(text: str) -> list[int]:
+    """Nesting depth before each character of ``text``: brackets, ``$...$`` math and
+    ```...``` code count, so that a split never falls inside a formula or a parenthesis."""
+    depth, math, code, out = 0, False, False, []
+    for char in text:
+        out.append(depth + math + code)
+        if char == "`" and not math:
+            code = not code
+        elif char == "$" and not code:
+            math = not math
+        elif not (math or code):
+            depth += char in "([{"
+            depth -= char in ")]}" and depth > 0
+    return out
+
+
+def sentences(caption: str) -> list[str]:
+    """``caption`` split into its sentences (a full stop, then a space, outside brackets,
+    formulas and code, and not after an abbreviation such as "et al.")."""
+    depth, out, start = _top_level(caption), [], 0
+    for i, char in enumerate(caption):
+        if char != "." or depth[i] or caption[i + 1 : i + 2] != " ":
+            continue
+        word = caption[start:i].split()[-1:] or [""]
+        if word[0].endswith(_ABBREVIATIONS):
+            continue
+        out.append(caption[start : i + 1].strip())
+        start = i + 2
+    if caption[start:].strip():
+        out.append(caption[start:].strip())
+    return out
+
+
+def title_of(caption: str, limit: int = TITLE_CHARS) -> str:
+    """A heading for a figure: its caption's first sentence without the full stop, cut at
+    a clause (semicolon, else colon, else parenthesis or comma) when longer than ``limit``."""
+    first = (sentences(caption) or [caption])[0].rstrip(".").strip()
+    if len(first) <= limit:
+        return first
+    depth = _top_level(first)
+    for marks in (("; ",), (": ",), (" (", ", ")):
+        cuts = [i for i in range(20, limit) if not depth[i] and first[i : i + 2] in marks]
+        if cuts:
+            return first[: cuts[-1]].rstrip()
+    words = [i for i in range(20, limit) if first[i] == " " and not depth[i]]
+    return first[: words[-1]].rstrip(",;:") + " …" if words else first
+
+
+def _clauses(text: str) -> list[str]:
+    depth, out, start = _top_level(text), [], 0
+    for i in range(len(text)):
+        if text[i : i + 2] == ", " and not depth[i]:
+            out.append(text[start:i])
+            start = i + 2
+    out.append(text[start:])
+    return [c.strip() for c in out if c.strip()]
+
+
+_SEED_CLAUSE = re.compile(r"^(?:(?P<role>.+?)\s+)?seeds?\s+(?P<numbers>[\d\s,()and]+)$")
+
+
+def provenance_facts(record: FigureRecord) -> tuple[str, str]:
+    """``(data, seeds)``: the record's ``source`` without the profile, device and seeds
+    that the entry states on their own, and the seeds, each once and in order, with the
+    roles the source gives them ("oracle 0, 1, 2; method 0")."""
+    data, roles, seeds = [], [], set(record.seeds)
+    for clause in _clauses(record.source):
+        words = clause.split(maxsplit=1)
+        if len(words) == 2 and (words[0], words[1]) in (
+            ("profile", record.profile),
+            ("device", record.device),
+        ):
+            continue
+        match = _SEED_CLAUSE.match(clause)
+        if match:
+            numbers = sorted({int(n) for n in re.findall(r"\d+", match.group("numbers"))})
+            seeds.update(numbers)
+            if match.group("role"):
+                roles.append(f"{match.group('role')} {', '.join(map(str, numbers))}")
+            continue
+        data.append(clause)
+    listed = ", ".join(str(s) for s in sorted(seeds)) or "none (deterministic)"
+    return ", ".join(data), "; ".join(roles) if roles else listed
+
+
+def caption_without_source(caption: str, source: str) -> str:
+    """The caption less the sentence that only restates the figure's source ("Computed at
+    <source>."), which the entry's provenance line states once."""
+    if not source:
+        return caption
+    kept = [s for s in sentences(caption) if not (source in s and len(s) - len(source) <= 25)]
+    return " ".join(kept)
+
+
 def _bibtex(record: FigureRecord, label: str, title_: str, caption: str, url: str) -> str:
     year = (record.provenance.get("date") or "")[:4] or "n.d."
-    title = caption.split(". ")[0].rstrip(".").replace("{", "").replace("}", "")
+    title = title_of(caption, limit=10_000).replace("{", "").replace("}", "")
     title = re.sub(r"[`$\\]", "", title)
     return (
         f"@misc{{forgetkit-{record.name},\n"
@@ -98,18 +197,30 @@ def _bibtex(record: FigureRecord, label: str, title_: str, caption: str, url: st
 
 def _entry(record, label, caption, chapter, title, url) -> str:
     p = record.provenance
-    seeds = ", ".join(str(s) for s in record.seeds) or "none (deterministic)"
+    data, seeds = provenance_facts(record)
     where = record.device + (f" ({p['accelerator']})" if p.get("accelerator") else "")
     files = f"{FIGURES_DIR}/{record.name}"
+    heading = title_of(caption)
+    alt = re.sub(r"[`$\\]", "", heading)
+    computed = f"- **Computed** at profile `{record.profile}` on {where}; **seeds** {seeds}"
     return "\n".join(
         [
             f"({record.name}-entry)=",
-            f"### {record.name}",
+            f"### {heading}",
             "",
-            f"{{numref}}`{label}` of {{doc}}`{chapter}`: {caption}",
+            f"```{{image}} {files}.svg",
+            f":alt: {alt} (thumbnail; opens the figure in its chapter)",
+            f":width: {THUMBNAIL_WIDTH}",
+            ":align: right",
+            ":loading: lazy",
+            ":class: forgetkit-thumbnail",
+            f":target: {chapter}.html#{label}",
+            "```",
             "",
-            f"- **Profile** `{record.profile}`; **data** {record.source}; **seeds** {seeds}; "
-            f"**device** {where}",
+            f"{{numref}}`{label}` of {{doc}}`{chapter}`: "
+            + caption_without_source(caption, record.source),
+            "",
+            computed + (f"; **data** {data}" if data else ""),
             f"- **Commit** `{p.get('git_commit') or 'none'}`, forgetkit "
             f"{p.get('forgetkit_version')}, torch {p.get('torch_version')}, "
             f"{(p.get('date') or '')[:10]}",
@@ -159,6 +270,7 @@ def build(book: Path, chapters: list[str], sources: Path, site_url: str) -> str:
             entries.append(_entry(record, label, caption, chapter, title, url))
             meta = record.as_dict()
             meta.pop("csv")
+            meta["seeds"] = sorted(set(record.seeds))  # older records may repeat a seed
             index.append(
                 meta
                 | {

@@ -407,8 +407,9 @@ def test_figure_text_is_at_least_10px(visit, site, doc, width):
     """The smallest text of each figure, as drawn on the page, is at least 10 CSS px, on a
     desktop and on a phone (where figures keep their width and scroll in their own box).
 
-    The figures are SVG with their text drawn as outlines, so the browser cannot be asked
-    for a font size; instead publish_figure records the smallest font matplotlib drew (in
+    The figures are SVG shown as images, whose text the page's DOM cannot see, so the
+    browser cannot be asked for a font size; instead publish_figure records the smallest
+    font matplotlib drew (in
     pt, the SVG's own unit, and the SVG's width in pt), and here the browser says how wide
     the image is shown: text px = font pt x shown width px / SVG width pt. The image must
     be that SVG (a raster would have its own scale).
@@ -542,3 +543,84 @@ def test_site_names_only_the_configured_repository():
         assert button in pages, (
             f"no launch or issues button for the configured repository: {button}"
         )
+
+
+# --------------------------------------------------------------------------- catalogue page
+
+
+def _catalogue_entries(visit, site) -> tuple[dict[str, dict], list[dict]]:
+    """The catalogue's records, and what its page shows for each: the heading, the
+    thumbnail (its link, source, shown width, whether it loaded) and the provenance line."""
+    records, _ = _catalogue(site)
+    v = visit(f"{CATALOGUE}.html")
+    _broken_images(v.page)  # loads the lazy thumbnails; each entry reports its own
+    shown = v.page.evaluate(
+        """labels => labels.map(label => {
+            const target = document.getElementById(label + "-entry");
+            const section = target && target.closest("section");
+            if (!section) return {label: label, missing: true};
+            const heading = section.querySelector("h3");
+            const img = section.querySelector("a > img");
+            const item = [...section.querySelectorAll("li")]
+                .find(li => li.innerText.trim().startsWith("Computed"));
+            return {
+                label: label,
+                heading: heading ? heading.innerText.replace(/#$/, "")
+                    .replace(/^[0-9.]+\\s*/, "").trim() : "",
+                href: img ? img.parentElement.getAttribute("href") : "",
+                src: img ? img.getAttribute("src") : "",
+                width: img ? img.clientWidth : 0,
+                loaded: img ? img.naturalWidth > 0 : false,
+                computed: item ? item.innerText : "",
+            };
+        })""",
+        [r["label"] for r in records.values()],
+    )
+    return records, shown
+
+
+def test_catalogue_entries_have_titles_and_thumbnails(visit, site):
+    """Each entry is headed by its caption's first sentence, not the figure's name, and
+    shows a small copy of the figure (its own SVG) that opens it in its chapter."""
+    records, shown = _catalogue_entries(visit, site)
+    by_label = {r["label"]: r for r in records.values()}
+    bad = []
+    for entry in shown:
+        label = entry["label"]
+        if entry.get("missing"):
+            bad.append(f"{label}: no entry {label}-entry")
+            continue
+        if not entry["heading"] or re.fullmatch(r"fig-[a-z0-9-]+", entry["heading"]):
+            bad.append(f"{label}: heading {entry['heading']!r} is not a title")
+        chapter = by_label[label]["chapter"]
+        if not entry["href"].endswith(f"{chapter}.html#{label}"):
+            bad.append(f"{label}: thumbnail links to {entry['href']!r}")
+        if Path(urlsplit(entry["src"]).path).name != by_label[label]["svg"]:
+            bad.append(f"{label}: thumbnail {entry['src']!r} is not the figure's SVG")
+        if not entry["loaded"] or not 0 < entry["width"] <= 320:
+            bad.append(f"{label}: thumbnail {entry['width']} px wide, loaded {entry['loaded']}")
+    assert bad == [], f"{CATALOGUE}: entries without a title or thumbnail:\n" + "\n".join(bad)
+
+
+def test_catalogue_states_each_fact_once(visit, site):
+    """An entry's provenance names the device once and lists no seed twice ("device cpu
+    ... device cpu", "seeds 0, 0, 1, 2" were both printed once)."""
+    records, shown = _catalogue_entries(visit, site)
+    by_label = {r["label"]: r for r in records.values()}
+    bad = []
+    for entry in shown:
+        text = entry.get("computed", "")
+        if not text:
+            bad.append(f"{entry['label']}: no 'Computed' line")
+            continue
+        device = by_label[entry["label"]]["device"]
+        if len(re.findall(rf"\b{re.escape(device)}\b", text)) != 1:
+            bad.append(f"{entry['label']}: device {device!r} not named once in {text!r}")
+        profile = by_label[entry["label"]]["profile"]
+        if len(re.findall(rf"\bprofile\W+{re.escape(profile)}\b", text)) != 1:
+            bad.append(f"{entry['label']}: profile {profile!r} not named once in {text!r}")
+        for numbers in re.findall(r"\d+(?:, \d+)+", text.split("data")[0]):
+            seeds = [int(n) for n in numbers.split(", ")]
+            if seeds != sorted(set(seeds)):
+                bad.append(f"{entry['label']}: seeds {numbers} repeat or are out of order")
+    assert bad == [], f"{CATALOGUE}: facts stated more than once:\n" + "\n".join(bad)
