@@ -13,13 +13,15 @@ from torch.nn.utils import parameters_to_vector
 from forgetkit.data import Samples
 from forgetkit.methods import LCodec, get_method
 from forgetkit.methods.lcodec import (
+    KEYS,
+    OFFICIAL_CODE,
     SaveEpochGradients,
     newton_direction,
     perturbation_features,
     slice_indices,
     unit_layers,
 )
-from forgetkit.models import ModelConfig
+from forgetkit.models import ModelConfig, build_model
 from forgetkit.train import TrainConfig, TrainHook, train_model
 
 CFG = ModelConfig("mlp", (1, 4, 4), 3, {"hidden": (12,)})
@@ -71,6 +73,10 @@ def test_hook_saves_copies_of_the_last_two_epochs_gradients(data):
     torch.testing.assert_close(art["lcodec.grad_prev"], torch.stack(recorder.grads[2]).sum(0))
     torch.testing.assert_close(art["lcodec.grad_last"], torch.stack(recorder.grads[3]).sum(0))
     assert art["lcodec.batches"].tolist() == [10, 10]
+    assert art["lcodec.samples"].tolist() == [300, 300]
+    for slot, epoch in enumerate((2, 3)):  # each epoch's first and last batch, kept apart
+        assert torch.equal(art["lcodec.grad_ends"][slot, 0], recorder.grads[epoch][0])
+        assert torch.equal(art["lcodec.grad_ends"][slot, 1], recorder.grads[epoch][-1])
     assert torch.equal(art["lcodec.param_last"], _flat(out.model))
     assert not torch.equal(art["lcodec.param_prev"], art["lcodec.param_last"])
     pointers = {p.grad.data_ptr() for p in out.model.parameters() if p.grad is not None}
@@ -171,8 +177,9 @@ def test_woodbury_matches_the_dense_solve():
     torch.testing.assert_close(newton_direction(g, [(u, 0.0)], 0.1), g / 0.1)
 
 
-def test_the_official_sample_hessian_makes_cr_a_scaled_gradient_step(data, trained):
-    hp = {**FAST, "selection": "full", "update": "cr", "sample_hessian": "official"}
+def test_the_torch2_official_sample_hessian_makes_cr_a_scaled_gradient_step(data, trained):
+    hp = {**FAST, "selection": "full", "update": "cr", "sample_hessian": "official",
+          "grad_semantics": "torch2"}  # fmt: skip
     result = LCodec(**hp).unlearn(trained, _forget(data), validation=data["val"])
     model = copy.deepcopy(trained.model).eval()
     x, y = _forget(data).x, _forget(data).y
@@ -215,9 +222,9 @@ def test_a_model_without_linear_or_convolution_layers_is_refused(data):
             return x.flatten(1) @ self.w
 
     model = Bare()
-    record = {k: torch.zeros(48) for k in ("lcodec.grad_prev", "lcodec.grad_last",
-                                           "lcodec.param_prev", "lcodec.param_last")}  # fmt: skip
-    record |= {"lcodec.batches": torch.tensor([1, 1]), "train_size": 10}
+    record = {k: torch.zeros(48) for k in KEYS[:4]}
+    record |= {"lcodec.batches": torch.tensor([1, 1]), "lcodec.samples": torch.tensor([9, 9]),
+               "lcodec.grad_ends": torch.zeros(2, 2, 48), "train_size": 10}  # fmt: skip
     with pytest.raises(ValueError, match="no nn.Linear or nn.Conv1d/2d/3d layer"):
         LCodec(**FAST).unlearn(model, _forget(data), validation=data["val"], record=record)
 
@@ -243,6 +250,45 @@ def test_bad_hyperparameters_name_the_choice():
         get_method("lcodec", selection="best")
     with pytest.raises(ValueError, match="delta must be in"):
         LCodec(delta=1.5)
+    with pytest.raises(ValueError, match="grad_semantics must be one of"):
+        LCodec(grad_semantics="torch1.9")
+
+
+BAD = [("lipschitz", -1.0), ("hessian_lipschitz", -0.25), ("lipschitz", 0.0),
+       ("foci_jitter", -1e-6)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "value"), BAD)
+def test_bad_noise_constants_and_jitter_are_refused_by_name(key, value):
+    msg = _message(lambda: LCodec(**{key: value}))
+    assert msg.startswith(f"lcodec: {key} must be >") and msg.endswith(f"got {value}")
+
+
+def _message(call) -> str:
+    with pytest.raises(ValueError) as err:
+        call()
+    return str(err.value)
+
+
+def test_a_missing_train_size_says_how_to_record_it(data, trained):
+    record = {k: v for k, v in LCodec().record_from(trained).items() if k != "train_size"}
+    method = LCodec(**FAST)
+    msg = _message(lambda: method.unlearn(trained.model, _forget(data), validation=data["val"],
+                                          record=record))  # fmt: skip
+    assert "lcodec: the record lacks 'train_size'" in msg
+    assert "method.training_hooks()" in msg and "hook.after_backward" in msg
+
+
+def test_all_removals_reverted_is_said_and_warned(data, trained):
+    with pytest.warns(UserWarning, match="all 2 removal requests were reverted") as caught:
+        result = LCodec(n_perturbations=40, l2_reg=1e-3).unlearn(
+            trained, _forget(data, 2), validation=data["val"]
+        )
+    assert len([w for w in caught if "changed nothing" in str(w.message)]) == 1  # said once
+    assert result.details["unchanged"] is True
+    assert torch.equal(_flat(result.model), _flat(trained.model))
+    kept = LCodec(**FAST).unlearn(trained, _forget(data), validation=data["val"])
+    assert kept.details["unchanged"] is False
 
 
 def test_perturbation_features_are_unit_outputs_and_channel_means():
@@ -302,3 +348,119 @@ def test_batched_requests_use_m_and_the_official_rule_uses_one(data, trained):
     assert off["removals"][0]["noise_std"] == pytest.approx(
         sek["removals"][0]["noise_std"] / 4, rel=1e-12
     )
+
+
+# ----------------------------------------------------------------- the pinned torch 1.8 semantics
+# An independent emulation of the official code's data flow (scrub/nn_utils.py do_epoch,
+# scrub/scrub_tools.py inp_perturb, scrub/grad_utils.py, commit 1d4873e): dictionaries that
+# hold references to p.grad, built over model.modules(), and zero_grad with set_to_none=False
+# (PyTorch 1.8's in-place zeroing) or True (PyTorch 2). Run in today's torch, so the aliasing
+# is real, not modelled.
+
+
+def _grad_objs(model):
+    grads = {(str(m), k): p.grad for m in model.modules() for k, p in m.named_parameters()}
+    params = {(str(m), k): p.data for m in model.modules() for k, p in m.named_parameters()}
+    return grads, params
+
+
+def _vector(bank, model):
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return torch.cat([bank[(str(layer), k)].reshape(-1) for layer in layers
+                      for k, _ in layer.named_parameters()]).double()  # fmt: skip
+
+
+def _official_training(data, set_to_none, epochs=3, batch=32):
+    """The official training loop with forgetkit's hook driven by hand (one's own loop)."""
+    model = build_model(CFG, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    hook, saved = SaveEpochGradients(), {}
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    for epoch in range(epochs):
+        bank, nsamps = None, 0
+        for start in range(0, len(data), batch):
+            x, y = hook.transform(data.x[order[start:start + batch]],
+                                  data.y[order[start:start + batch]], None)  # fmt: skip
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=set_to_none)
+            loss.backward()
+            hook.after_backward(model, epoch, epochs)
+            opt.step()
+            if epoch >= epochs - 2:
+                batch_bank, params = _grad_objs(model)
+                if bank is None:
+                    bank = batch_bank
+                else:
+                    for key in bank:
+                        bank[key] += batch_bank[key]  # in place, as the official code
+            nsamps += len(y)
+        if epoch >= epochs - 2:
+            saved[epoch] = ({k: v / nsamps for k, v in bank.items()},
+                            {k: v.clone() for k, v in params.items()})  # fmt: skip
+    return model, hook.artifacts(), saved
+
+
+def _official_step(model, x, y, saved, n, l2, set_to_none):
+    """inp_perturb with every unit selected, order 'Hessian', approx 'FD', 'Sekhari', no noise."""
+    model = copy.deepcopy(model)
+    model.zero_grad(set_to_none=set_to_none)
+    nn.functional.cross_entropy(model(x), y).backward()
+    samp, params = _grad_objs(model)
+    g1, w1 = _vector(samp, model), _vector(params, model)
+    model.zero_grad(set_to_none=set_to_none)
+    # the copy's SGD step is never read: the second gradient comes from samp, the weights
+    # from the (unchanged) model
+    g2, w2 = _vector(samp, model), _vector(params, model)
+    pdist = nn.PairwiseDistance(p=1)
+    (grad_a, par_a), (grad_b, par_b) = (saved[e] for e in sorted(saved))
+    dg = _vector(grad_a, model) - _vector(grad_b, model)
+    dw = pdist(_vector(par_a, model).float()[None], _vector(par_b, model).float()[None])
+    h_old = torch.outer(dg, dg) / dw.double()
+    h_samp = torch.outer(g1 - g2, g1 - g2) / pdist(w1.float()[None], w2.float()[None]).double()
+    combined = (n * h_old - h_samp) / (n - 1) + l2 * torch.eye(len(g1), dtype=torch.float64)
+    return w1 + torch.linalg.solve(combined, g1) / (n - 1)
+
+
+@pytest.mark.parametrize("semantics", ["torch1.8", "torch2"])
+def test_official_modes_reproduce_the_official_code_under_each_torch(data, semantics):
+    set_to_none = semantics == "torch2"
+    model, artifacts, saved = _official_training(data["train"], set_to_none)
+    record = {**artifacts, "train_size": 300}
+    x, y = _forget(data).x, _forget(data).y
+    expected = _official_step(model.eval(), x, y, saved, 300, 0.01, set_to_none)
+    hp = {**FAST, **OFFICIAL_CODE, "selection": "full", "noise": False}
+    result = LCodec(**hp, grad_semantics=semantics).unlearn(
+        model, _forget(data), validation=data["val"], record=record
+    )
+    got = _flat(result.model).double()
+    before = _flat(model).double()
+    torch.testing.assert_close(got - before, expected - before, rtol=2e-3, atol=1e-6)
+    other = "torch2" if semantics == "torch1.8" else "torch1.8"
+    result_other = LCodec(**hp, grad_semantics=other).unlearn(
+        model, _forget(data), validation=data["val"], record=record
+    )
+    assert not torch.allclose(_flat(result_other.model).double() - before, expected - before,
+                              rtol=0.05)  # fmt: skip
+
+
+def test_the_pinned_torch_semantics_is_the_default():
+    assert LCodec().hparams.grad_semantics == "torch1.8"
+    assert LCodec(**OFFICIAL_CODE).hparams.grad_semantics == "torch1.8"
+
+
+def test_the_pinned_sample_hessian_shrinks_the_cr_step_to_a_sliver(data, trained):
+    """Under torch 1.8 the official sample Hessian is g g^T / (d * 1e-6): by Sherman-Morrison
+    the CR step on g is g / (lambda + |g|^2 / (d * 1e-6)), a tiny step along +g."""
+    hp = {**FAST, "selection": "full", "update": "cr", "sample_hessian": "official"}
+    result = LCodec(**hp).unlearn(trained, _forget(data), validation=data["val"])
+    model = copy.deepcopy(trained.model).eval()
+    x, y = _forget(data).x, _forget(data).y
+    loss = nn.functional.cross_entropy(model(x), y)
+    g = torch.cat([t.reshape(-1) for t in torch.autograd.grad(loss, list(model.parameters()))])
+    c = 1.0 / (len(g) * 1e-6)
+    expected = g.double() / (0.01 + c * float(g.double() @ g.double()))
+    step = (_flat(result.model) - _flat(trained.model)).double()
+    # compared through the float32 weights it was added to: a direction and a length
+    assert float(step @ expected) / float(step.norm() * expected.norm()) > 0.999
+    assert float(step.norm() / expected.norm()) == pytest.approx(1.0, rel=0.01)
+    assert float(expected.norm()) < 1e-3 * float(g.norm()) / 0.01  # far below torch 2's g / lambda

@@ -57,7 +57,6 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.utils.data import (
-    BatchSampler,
     DataLoader,
     RandomSampler,
     SequentialSampler,
@@ -65,15 +64,8 @@ from torch.utils.data import (
     default_collate,
 )
 
-from forgetkit.data import Samples
-from forgetkit.runtime import (
-    DeviceLike,
-    Stopwatch,
-    generator,
-    model_device,
-    resolve_device,
-    seeded,
-)
+from forgetkit.data import Samples, read_samples
+from forgetkit.runtime import DeviceLike, Stopwatch, generator, model_device, resolve_device
 from forgetkit.train import TrainedModel, TrainHook
 from forgetkit.validation import (
     check_field,
@@ -260,9 +252,19 @@ class UnlearningMethod(ABC):
             hooks = [h.name for h in self.training_hooks()]
             how = (f"train the original with hooks=method.training_hooks() ({hooks}) and "
                    if hooks else "")  # fmt: skip
+            own = (
+                "; in a training loop of your own, make it with rec = "
+                "forgetkit.train.TrainingRecorder(method, epochs=...): rec.before_epoch(epoch) "
+                "at each epoch's start, x, y = rec.transform(x, y) on each batch, "
+                "rec.after_backward(model) after each backward, then record=rec.record()"
+                if hooks
+                else ""
+            )
+            whole = sorted(self.record_keys)
+            needs = f" (the record needs {whole})" if absent != whole else ""
             raise ValueError(
                 f"{self.name}: the record lacks {absent}; {how}pass the TrainedModel as "
-                f"model, or record=method.record_from(trained)"
+                f"model, or record=method.record_from(trained){own}{needs}"
             )
 
     def training_hooks(self) -> tuple[TrainHook, ...]:
@@ -431,9 +433,12 @@ class UnlearningMethod(ABC):
                        "(see result.details['utility'])")  # fmt: skip
             warnings.warn(message, UtilityWarning, stacklevel=2)
         if unchanged:
+            # A method that knows why (``details["unchanged_reason"]``) says so; one warning.
+            why = details.get("unchanged_reason") or (
+                "no step taken, steps too small to move a weight, or every change reverted"
+            )
             warnings.warn(f"{self.name} changed nothing: the returned weights are bit-identical "
-                          f"to the input model's (no step taken, steps too small to move a "
-                          f"weight, or every change reverted; see result.details)",
+                          f"to the input model's ({why}; see result.details)",
                           UtilityWarning, stacklevel=2)  # fmt: skip
         return UnlearnResult(work, watch.seconds, details)
 
@@ -456,43 +461,6 @@ class UtilityWarning(UserWarning):
 
 def _cast(s: Samples, dtype: torch.dtype) -> Samples:
     return s if s.x.dtype == dtype else Samples(s.x.to(dtype), s.y)
-
-
-def _in_order(loader: DataLoader) -> DataLoader:
-    """A shuffling loader over the whole of a map-style dataset, re-made to read the dataset
-    in order: the same samples, in an order that no random state decides."""
-    sampler = loader.sampler
-    full = (isinstance(sampler, RandomSampler) and not sampler.replacement
-            and sampler.num_samples == len(sampler.data_source)
-            and sampler.data_source is loader.dataset
-            and isinstance(loader.batch_sampler, BatchSampler)
-            and type(loader.batch_sampler) is BatchSampler)  # fmt: skip
-    if not full:
-        return loader
-    extra = {"prefetch_factor": loader.prefetch_factor} if loader.num_workers > 0 else {}
-    return DataLoader(
-        loader.dataset, batch_size=loader.batch_size, shuffle=False,
-        num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory, drop_last=loader.drop_last, timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn,
-        multiprocessing_context=loader.multiprocessing_context, **extra,
-    )  # fmt: skip
-
-
-def read_samples(data: Any, what: str, seed: int) -> Samples:
-    """``Samples.coerce(data)``, independent of the caller's global random state.
-
-    A ``DataLoader`` that shuffles a whole map-style dataset is read in the dataset's order
-    (so ``shuffle=True`` and ``shuffle=False`` give the same set, in the same order); any
-    other loader, and random transforms, run under global seeds fixed from ``seed``, and
-    the caller's random state is restored afterwards.
-    """
-    if isinstance(data, Samples | tuple | list | torch.utils.data.TensorDataset):
-        return Samples.coerce(data, what)
-    if isinstance(data, DataLoader):
-        data = _in_order(data)
-    with seeded(seed, "cpu"):
-        return Samples.coerce(data, what)
 
 
 def _pick(n: int, size: int, seed: int) -> torch.Tensor:
@@ -541,8 +509,7 @@ def _probe(
             if len(idx) == 0:
                 raise ValueError(f"{what} is empty")
             picked = DataLoader(Subset(dataset, idx.tolist()), batch_size=size, collate_fn=collate)
-            with seeded(seed, "cpu"):  # random transforms, if any, drawn from the seed
-                s = Samples.coerce(picked, what)
+            s = Samples.coerce(picked, what, seed=seed)  # random transforms drawn from seed
         else:  # an iterable dataset or a custom sampler: read it once, then pick
             s = read_samples(data, what, seed)
             s = s.subset(_pick(len(s), size, seed))

@@ -13,13 +13,38 @@ bound; and (6) reverts the whole step if validation accuracy drops by more than
 ``val_gap_skip``. The two training-epoch gradients come from :class:`SaveEpochGradients`,
 a training hook (see :meth:`~forgetkit.methods.UnlearningMethod.training_hooks`).
 
-Where the official code (vsingh-group/LCODEC-deep-unlearning) departs from the paper, the
-default follows the paper's intent and the code's behaviour is a named option:
-``sample_hessian="official"`` (the code's sample Hessian is identically zero),
-``epoch_gradient="official"`` (its epoch gradient is the sum of batch means divided by the
-training-set size), ``shrink_n=False`` (it keeps ``n`` fixed as removals accumulate) and
-``batch_rule="official"`` (it uses ``m = 1`` and a mean gradient for a batch of removals).
-Noise placement follows the code (``"selected"``); the slides' ``"complement"`` is an option.
+Where the official code (vsingh-group/LCODEC-deep-unlearning, read at commit 1d4873e)
+departs from the paper, the default follows the paper's intent and the code's behaviour is a
+named option: ``sample_hessian="official"``, ``epoch_gradient="official"``,
+``shrink_n=False`` (it keeps ``n`` fixed as removals accumulate) and
+``batch_rule="official"`` (it uses ``m = 1`` and a mean gradient for a batch of removals);
+:data:`OFFICIAL_CODE` sets all four. Noise placement follows the code (``"selected"``); the
+slides' ``"complement"`` is an option.
+
+What the two ``"official"`` modes compute depends on the PyTorch version, because the code
+keeps references to ``p.grad`` (``scrub/grad_utils.py:9``) and ``zero_grad`` zeroes those
+tensors in place up to PyTorch 1.x but sets them to ``None`` from PyTorch 2.
+``grad_semantics`` picks the version; the default, ``"torch1.8"``, is the one the
+repository pins (``reqs.txt``: ``torch==1.8.1``), ``"torch2"`` the behaviour the code has
+when run today. With ``d`` the number of selected parameters, ``g`` the sample's gradient on
+them, ``N`` the samples in an epoch, ``g_b`` the mean gradient of batch ``b`` of ``B`` and
+``k`` the number of dictionary keys under which ``getGradObjs`` (``grad_utils.py:3-12``)
+files a parameter (its module and every enclosing module: 2 for a layer in a
+``Sequential``):
+
+* sample Hessian (``scrub_tools.py:276-329``): the second gradient is read from the first
+  gradient's dictionary, the weights from the unchanged model, and ``PairwiseDistance``
+  adds ``1e-6`` to each difference, so the divisor is ``d * 1e-6``. Under torch 1.8
+  ``model.zero_grad()`` (line 280) has zeroed that dictionary, so the term is
+  ``g g^T / (d * 1e-6)``; under torch 2 the dictionary still holds ``g`` and the term is 0.
+* epoch gradient (``nn_utils.py:36-47, 64-71``): the per-batch dictionaries alias ``p.grad``
+  and are summed in place, then divided by ``N``. Under torch 1.8 ``optim.zero_grad()``
+  zeroes the running sum at every batch and each of the ``k`` in-place additions doubles
+  the tensor: ``2^k g_B / N`` (``g_1 / N`` when ``B = 1``). Under torch 2 the first batch's
+  tensor receives every later batch ``k`` times: ``(k sum_b g_b - (k - 1) g_1) / N``.
+
+Layers with identical ``repr`` share dictionary keys in the official code; that collision is
+not reproduced (forgetkit looks layers up by module path).
 """
 
 from __future__ import annotations
@@ -39,12 +64,18 @@ from forgetkit.codec import foci
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.train import TrainHook
 
-__all__ = ["LCodec", "SaveEpochGradients", "UnitLayer", "newton_direction", "noise_std",
-           "perturbation_features", "slice_indices", "unit_layers"]  # fmt: skip
+__all__ = ["OFFICIAL_CODE", "LCodec", "SaveEpochGradients", "UnitLayer", "newton_direction",
+           "noise_std", "official_key_counts", "perturbation_features", "slice_indices",
+           "unit_layers"]  # fmt: skip
 
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 KEYS = ("lcodec.grad_prev", "lcodec.grad_last", "lcodec.param_prev", "lcodec.param_last",
-        "lcodec.batches")  # fmt: skip
+        "lcodec.batches", "lcodec.grad_ends", "lcodec.samples")  # fmt: skip
+PDIST_EPS = 1e-6  # torch.nn.PairwiseDistance's default eps, added to every difference
+OFFICIAL_CODE: dict[str, Any] = {"sample_hessian": "official", "epoch_gradient": "official",
+                                 "shrink_n": False, "batch_rule": "official"}  # fmt: skip
+"""The options that make :class:`LCodec` compute what the official code computes (under
+``grad_semantics``, by default the pinned PyTorch 1.8.1): ``LCodec(**OFFICIAL_CODE)``."""
 
 
 # --------------------------------------------------------------------------- training hook
@@ -52,24 +83,33 @@ KEYS = ("lcodec.grad_prev", "lcodec.grad_last", "lcodec.param_prev", "lcodec.par
 
 class SaveEpochGradients(TrainHook):
     """Saves what the Newton step's "old" Hessian needs: the gradients summed over every
-    batch of the last two epochs, the weights at the end of each, and the batch counts.
+    batch of the last two epochs, the first and the last batch's gradient of each (which the
+    official code's epoch gradient reduces to, see the module docstring), the weights at the
+    end of each epoch, and the batch and sample counts.
 
     Gradients are copied (``torch.cat`` of detached tensors) at every step, never aliased to
-    ``p.grad``: the official code keeps references to ``p.grad``, which makes its result
-    depend on whether the PyTorch version zeroes gradients in place or sets them to None.
+    ``p.grad``, so the record is the same under every PyTorch version; ``grad_semantics``
+    then reconstructs what the official code's aliasing made of them.
     """
 
     name = "lcodec-gradients"
 
     def __init__(self) -> None:
         self._grads: list[Tensor | None] = [None, None]
+        self._ends: list[list[Tensor]] = [[], []]  # per slot: [first batch, last batch]
         self._batches = [0, 0]
+        self._samples = [0, 0]
+        self._pending = 0
         self._param_prev: Tensor | None = None
         self._model: weakref.ReferenceType[nn.Module] | None = None
         self._restored: dict[str, Tensor] = {}
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"name": self.name, "version": 1}
+        return {"name": self.name, "version": 2}
+
+    def transform(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        self._pending = len(y)  # the batch's size, counted in after_backward
+        return x, y
 
     def after_backward(self, model: nn.Module, epoch: int, n_epochs: int) -> None:
         slot = epoch - (n_epochs - 2)
@@ -84,7 +124,11 @@ class SaveEpochGradients(TrainHook):
                  for p in model.parameters()]  # fmt: skip
         flat = torch.cat(grads)  # a new tensor: no alias of p.grad survives the step
         self._grads[slot] = flat if self._grads[slot] is None else self._grads[slot] + flat
+        ends = self._ends[slot]
+        self._ends[slot] = [flat, flat] if not ends else [ends[0], flat]
         self._batches[slot] += 1
+        self._samples[slot] += self._pending
+        self._pending = 0
         self._model = weakref.ref(model)
 
     def artifacts(self) -> dict[str, Tensor]:
@@ -98,10 +142,28 @@ class SaveEpochGradients(TrainHook):
             "lcodec.param_prev": self._param_prev.cpu(),
             "lcodec.param_last": last.cpu(),
             "lcodec.batches": torch.tensor(self._batches, dtype=torch.long),
+            "lcodec.grad_ends": torch.stack([torch.stack(e) for e in self._ends]).cpu(),
+            "lcodec.samples": torch.tensor(self._samples, dtype=torch.long),
         }
 
     def restore(self, artifacts: dict[str, Tensor]) -> None:
         self._restored = {k: v for k, v in artifacts.items() if k in KEYS}
+
+
+def official_key_counts(model: nn.Module) -> Tensor:
+    """For every entry of ``parameters_to_vector(model.parameters())``, the number of keys
+    ``(str(module), name)`` under which the official ``getGradObjs`` (``grad_utils.py:3-12``)
+    files its parameter: one per module that contains it (itself and each ancestor), fewer
+    where two modules' ``repr`` collide (the later one then owns the key)."""
+    owner: dict[tuple[str, str], int] = {}
+    for module in model.modules():
+        for name, p in module.named_parameters():
+            owner[(str(module), name)] = id(p)
+    counts: dict[int, int] = {}
+    for pid in owner.values():
+        counts[pid] = counts.get(pid, 0) + 1
+    return torch.cat([torch.full((p.numel(),), float(counts.get(id(p), 0)), dtype=p.dtype,
+                                 device=p.device) for p in model.parameters()])  # fmt: skip
 
 
 # --------------------------------------------------------------------------- units and slices
@@ -284,7 +346,8 @@ class LCodec(UnlearningMethod):
             How units are chosen: ``"foci"``; ablations ``"full"`` (every unit),
             ``"random"`` (as many as FOCI picks) and ``"one"`` (a single random unit).
         foci_jitter
-            Noise added to FOCI's inputs to break ties.
+            Noise, relative to each column's spread, added to FOCI's inputs to break ties
+            (0: tie-aware ranks; the official code keeps argsort order instead).
         epsilon
             Privacy budget of the certified-removal noise.
         delta
@@ -299,13 +362,19 @@ class LCodec(UnlearningMethod):
             Rank-one Hessians by finite differences (``"fd"``) or the outer product of
             gradients (``"fisher"``).
         sample_hessian
-            The removed sample's Hessian: ``"finite_difference"``, or ``"official"``
-            (identically zero, as in the code).
+            The removed sample's Hessian: ``"finite_difference"``, or ``"official"`` (what
+            the code computes under ``grad_semantics``: ``g g^T / (d * 1e-6)`` for torch
+            1.8, zero for torch 2).
         fd_lr
             Size of the SGD step on the sample that the finite difference takes.
         epoch_gradient
-            The saved epoch gradient: the mean over batches, or ``"official"`` (their sum
-            divided by the training-set size).
+            The saved epoch gradient: the mean over batches, or ``"official"`` (what the
+            code saves under ``grad_semantics``: ``2^k g_B / N`` for torch 1.8,
+            ``(k sum_b g_b - (k - 1) g_1) / N`` for torch 2; see the module docstring).
+        grad_semantics
+            Which PyTorch's ``zero_grad`` the two ``"official"`` modes reproduce:
+            ``"torch1.8"`` (in-place zeroing, the version the official repository pins) or
+            ``"torch2"`` (gradients set to None). No effect on the other modes.
         update
             Sekhari et al.'s removal step (``"sekhari"``), or ``"cr"``: the sample's
             regularised Newton step without noise.
@@ -314,7 +383,8 @@ class LCodec(UnlearningMethod):
         noise_placement
             Noise on the selected slices (the code) or on the rest (``"complement"``).
         shrink_n
-            Count the training set down as removals accumulate (False: the code's fixed n).
+            Count the training set down as removals accumulate (ours; False: the code's
+            fixed n).
         batch_rule
             How a batch of removals scales the step (``"sekhari"``, or ``"official"``: m = 1
             and a mean gradient).
@@ -338,9 +408,10 @@ class LCodec(UnlearningMethod):
         hessian_lipschitz: float = 0.25
         lipschitz: float = 1.0
         hessian_approx: str = "fd"  # "fd" (finite differences) or "fisher" (g g^T)
-        sample_hessian: str = "finite_difference"  # or "official": identically zero
+        sample_hessian: str = "finite_difference"  # or "official": see grad_semantics
         fd_lr: float = 1e-3
-        epoch_gradient: str = "mean"  # or "official": batch sum / training-set size
+        epoch_gradient: str = "mean"  # or "official": as saved by the code, see grad_semantics
+        grad_semantics: str = "torch1.8"  # the pinned torch==1.8.1; or "torch2"
         update: str = "sekhari"  # or "cr": (H_samp + lambda I)^-1 g, no noise
         noise: bool = True
         noise_placement: str = "selected"  # official code; "complement": the slides
@@ -357,6 +428,7 @@ class LCodec(UnlearningMethod):
                 "hessian_approx": ("fd", "fisher"),
                 "sample_hessian": ("finite_difference", "official"),
                 "epoch_gradient": ("mean", "official"),
+                "grad_semantics": ("torch1.8", "torch2"),
                 "update": ("sekhari", "cr"),
                 "noise_placement": ("selected", "complement"),
                 "batch_rule": ("sekhari", "official"),
@@ -370,6 +442,13 @@ class LCodec(UnlearningMethod):
             for key in positive:
                 if not getattr(self, key) > 0:
                     raise ValueError(f"lcodec: {key} must be > 0, got {getattr(self, key)}")
+            for key in ("lipschitz", "hessian_lipschitz"):  # 0 or less: no noise, silently
+                if not getattr(self, key) > 0:
+                    raise ValueError(f"lcodec: {key} must be > 0 (a Lipschitz constant of the "
+                                     f"noise bound), got {getattr(self, key)}")  # fmt: skip
+            if not self.foci_jitter >= 0:
+                raise ValueError(f"lcodec: foci_jitter must be >= 0 (0: no jitter, tie-aware "
+                                 f"ranks), got {self.foci_jitter}")  # fmt: skip
             if not 0 < self.delta < 1:
                 raise ValueError(f"lcodec: delta must be in (0, 1), got {self.delta}")
             if self.n_perturbations < 3:
@@ -385,19 +464,51 @@ class LCodec(UnlearningMethod):
 
     # ----------------------------------------------------------------------- helpers
 
-    def _old_terms(self, record: dict[str, Any], index: Tensor, n: int,
+    def _epoch_gradients(self, record: dict[str, Any], model: nn.Module,
+                         index: Tensor, dev: torch.device) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """The saved gradients of the last two epochs on the slices, as the paper intends
+        (the mean over batches) or as the official code saves them (module docstring)."""
+        hp = self.hparams
+        batches = record["lcodec.batches"].tolist()
+        sums = (record["lcodec.grad_prev"], record["lcodec.grad_last"])
+        if hp.epoch_gradient == "mean":
+            return sums[0].to(dev)[index] / batches[0], sums[1].to(dev)[index] / batches[1]
+        ends = record["lcodec.grad_ends"].to(dev)[..., index]  # (slot, first/last, d)
+        samples = record["lcodec.samples"].tolist()
+        k = official_key_counts(model).to(dev)[index]
+        out = []
+        for i in range(2):
+            first, final = ends[i, 0], ends[i, 1]
+            if hp.grad_semantics == "torch2":  # batch 1's tensor gets k copies of each later
+                saved = k * sums[i].to(dev)[index] - (k - 1) * first
+            else:  # zeroed in place each batch, then doubled by each of its k keys
+                saved = 2**k * final if batches[i] > 1 else first
+            out.append(saved / samples[i])
+        return out[0], out[1]
+
+    def _old_terms(self, record: dict[str, Any], model: nn.Module, index: Tensor,
                    dev: torch.device) -> tuple[Tensor, float, float]:  # fmt: skip
         """The rank-one old Hessian on the slices: ``u u^T * scale``."""
-        batches = record["lcodec.batches"].tolist()
-        norm = ([record["train_size"]] * 2 if self.hparams.epoch_gradient == "official"
-                else batches)  # fmt: skip
-        g_prev = record["lcodec.grad_prev"].to(dev)[index] / norm[0]
-        g_last = record["lcodec.grad_last"].to(dev)[index] / norm[1]
+        g_prev, g_last = self._epoch_gradients(record, model, index, dev)
         if self.hparams.hessian_approx == "fisher":
             return g_prev, 1.0, 0.0
         dw = float((record["lcodec.param_prev"].to(dev)[index]
                     - record["lcodec.param_last"].to(dev)[index]).abs().sum())  # fmt: skip
         return g_prev - g_last, (1.0 / dw if dw > 0 else 0.0), dw
+
+    def check_inputs(self, given: Any, record: Any) -> None:
+        """As the base class, with a pointed message for the one record entry that the
+        hook cannot make: the training-set size."""
+        has_hook_keys = record is not None and all(record.get(k) is not None for k in KEYS)
+        if has_hook_keys and record.get("train_size") is None:
+            raise ValueError(
+                "lcodec: the record lacks 'train_size', the number of samples the original was "
+                "trained on (the n of the Newton step and of the noise). train_original records "
+                "it; with your own training loop, run every hook of method.training_hooks() "
+                "(hook.transform on each batch, hook.after_backward after each backward) and "
+                "pass record={**hook.artifacts(), 'train_size': len(train_set)}"
+            )
+        super().check_inputs(given, record)
 
     def _check_record(self, record: dict[str, Any], total: int) -> None:
         for key in KEYS[:4]:
@@ -405,6 +516,11 @@ class LCodec(UnlearningMethod):
                 raise ValueError(f"lcodec: record[{key!r}] has {record[key].numel()} entries but "
                                  f"the model has {total} parameters; the saved gradients come "
                                  f"from another architecture")  # fmt: skip
+        ends = record["lcodec.grad_ends"]
+        if tuple(ends.shape) != (2, 2, total):
+            raise ValueError(f"lcodec: record['lcodec.grad_ends'] has shape {tuple(ends.shape)}, "
+                             f"expected (2, 2, {total}): each of the last two epochs' first "
+                             f"and last batch gradient")  # fmt: skip
         if int(record["train_size"]) < 2:
             raise ValueError(f"lcodec: train_size must be >= 2, got {record['train_size']}")
 
@@ -440,9 +556,13 @@ class LCodec(UnlearningMethod):
         g_step = g_full * m if reduction == "sum" else g_full
         g = g_step[index]
         terms: list[tuple[Tensor, float]] = []
-        samp_vec, samp_coef = None, 0.0  # None: the official code's zero sample Hessian
+        samp_vec, samp_coef = None, 0.0  # None: a zero sample Hessian
         if hp.hessian_approx == "fisher":
             samp_vec, samp_coef = g, 1.0
+        elif hp.sample_hessian == "official" and hp.grad_semantics == "torch1.8":
+            # the code's second gradient was zeroed in place, its weight difference is
+            # PairwiseDistance's eps alone: g g^T / (d * 1e-6) (scrub_tools.py:276-329)
+            samp_vec, samp_coef = g, 1.0 / (max(1, index.numel()) * PDIST_EPS)
         elif hp.sample_hessian == "finite_difference":
             w2 = w - hp.fd_lr * g_step  # one SGD step on the sample, as the paper intends
             vector_to_parameters(w2, model.parameters())
@@ -451,7 +571,7 @@ class LCodec(UnlearningMethod):
             dw = float((w - w2)[index].abs().sum())
             samp_vec, samp_coef = (g_step - g2)[index], (1.0 / dw if dw > 0 else 0.0)
         if hp.update == "sekhari":
-            u, coef, _ = self._old_terms(record, index, n, dev)
+            u, coef, _ = self._old_terms(record, model, index, dev)
             terms.append((u, coef * n / (n - m_eff)))
             if samp_vec is not None:
                 terms.append((samp_vec, -samp_coef / (n - m_eff)))
@@ -542,10 +662,17 @@ class LCodec(UnlearningMethod):
                                                       idx[-1] == len(forget) - 1):  # fmt: skip
                 entry["residual_acc"] = _accuracy(model, data.retain)
             log.append(entry)
+        unchanged = bool(reverted) and not removed
+        # unlearn() warns once for an unchanged model, with this reason.
+        reason = (f"all {len(reverted)} removal requests were reverted, each cutting "
+                  f"validation accuracy by more than val_gap_skip={hp.val_gap_skip}")  # fmt: skip
         return {
             "removals": log,
             "removed": removed,
             "reverted": reverted,
+            "unchanged": unchanged,
+            **({"unchanged_reason": reason} if unchanged else {}),
+            "grad_semantics": hp.grad_semantics,
             "val_acc_before": initial_val,
             "val_acc_after": val_acc,
             "units_total": sum(layer.units for layer in layers),
