@@ -17,7 +17,7 @@ from forgetkit.methods.mnemonic import (
     perturbation,
     sensitivity_ratio,
 )
-from forgetkit.models import ModelConfig
+from forgetkit.models import ModelConfig, build_model
 from forgetkit.scenarios import forget_class
 from forgetkit.train import TrainConfig, train_model, train_original
 
@@ -39,19 +39,6 @@ class Untouchable(torch.Tensor):
         ):
             return super().__torch_function__(func, types, args, kwargs or {})
         raise AssertionError(f"a forget-time input was read: {getattr(func, '__name__', func)}")
-
-
-class Raises:
-    """A data set that raises when touched at all."""
-
-    def __getattr__(self, name):
-        raise AssertionError(f"the retain set was touched ({name})")
-
-    def __len__(self):
-        raise AssertionError("the retain set was touched (len)")
-
-    def __iter__(self):
-        raise AssertionError("the retain set was touched (iter)")
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +91,21 @@ def test_one_shot_reads_no_retain_or_forget_sample(setting):
     untouchable = Samples(forget.x.as_subclass(Untouchable), forget.y)
     with pytest.raises(AssertionError, match="was read"):
         torch.isfinite(untouchable.x).all()  # the guard does fire on a read
-    result = method.unlearn(original, untouchable, Raises())
+    result = method.unlearn(original, untouchable)
     assert result.details["forgotten_classes"] == [3]
+    # A retain set given anyway is not handed to the scrub: only unlearn's utility check
+    # (up to 256 samples, for every method) may read it.
+    seen = {}
+
+    def record_data(model, data, device, gen):
+        seen["data"] = data
+        return {}
+
+    spy = copy.copy(method)
+    spy._unlearn = record_data
+    with pytest.warns(UserWarning, match="changed nothing"):  # the spy takes no step
+        spy.unlearn(original, forget.y, task.retain_set)
+    assert seen["data"].retain is None and seen["data"].forget.x.numel() == 0
     labels_only = method.unlearn(original, forget.y)  # the request can be the labels alone
     for p, q in zip(result.model.parameters(), labels_only.model.parameters(), strict=True):
         assert torch.equal(p, q)
@@ -158,6 +158,31 @@ def test_guards_of_the_ratio():
     assert torch.isfinite(step).all() and float(step[1]) == pytest.approx(10.0)
 
 
+def test_zero_gradient_everywhere_gives_the_count_ratio_as_the_official_code():
+    """With the 1e-16 / n epsilon no guard fires: a dead weight gets n_r / n_f, not 1."""
+    zero = torch.zeros(3)
+    for n_f, n_r in ((1, 9), (2, 8)):
+        ratio = sensitivity_ratio(zero + 1e-16 / n_f, zero + 1e-16 / n_r).exp()
+        assert torch.allclose(ratio, torch.full((3,), n_r / n_f), rtol=1e-5)
+
+
+def test_a_training_loop_of_ones_own_makes_the_record(setting):
+    """The recipe the missing-record error gives: transform every batch, pass the artifacts."""
+    task, method, _ = setting
+    model = build_model(CFG, seed=0)
+    hook, gen = method.training_hooks()[0], torch.Generator().manual_seed(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x_all, y_all = task.train_set.x, task.train_set.y
+    for start in range(0, len(y_all), 64):
+        x, y = hook.transform(x_all[start : start + 64], y_all[start : start + 64], gen)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    result = method.unlearn(model, task.forget_set.y, record=hook.artifacts())
+    assert result.details["forgotten_classes"] == [3]
+    assert len(result.details["remaining_classes"]) == 9
+
+
 def test_several_classes_at_once_and_the_sign_options(setting):
     task, _, original = setting
     forget = Samples(task.forget_set.x[:2], torch.tensor([3, 5]))
@@ -181,10 +206,24 @@ def test_several_classes_at_once_and_the_sign_options(setting):
 def test_clear_errors(setting, mnist_small):
     task, method, original = setting
     plain = train_original(task, CFG, TrainConfig(epochs=1), device="cpu")
-    with pytest.raises(ValueError, match=r"record lacks \['mnemonic_codes', 'mnemonic_counts'\]"):
+    lacks = r"record lacks \['mnemonic_codes', 'mnemonic_counts'\]"
+    with pytest.raises(ValueError, match=lacks) as plain_error:
         method.unlearn(plain, task.forget_set)
-    with pytest.raises(ValueError, match="needs record"):
+    with pytest.raises(ValueError, match=lacks) as bare_error:
         method.unlearn(original.model, task.forget_set)
+    for err in (plain_error, bare_error):  # says how to make the record in one's own loop
+        text = str(err.value)
+        assert "method.training_hooks()" in text and "hook.transform(x, y, gen)" in text
+        assert "record=hook.artifacts()" in text
+    wrong = Samples(torch.zeros(len(task.forget_set), 3, 28, 28), task.forget_set.y)
+    with pytest.raises(ValueError, match=r"mnemonic: forget has inputs of shape \(3, 28, 28\)"):
+        method.unlearn(original, wrong)
+    with pytest.raises(ValueError, match=r"shape \(1, 28, 28\); expected"):
+        method.unlearn(original.model, (wrong.x, wrong.y), record=original.artifacts)
+    with pytest.raises(ValueError, match="mnemonic: code_seed must be .*>= 0.*got -1"):
+        MnemonicUnlearning(code_seed=-1)
+    with pytest.raises(ValueError, match="mnemonic_codes: seed must be an int >= 0, got -1"):
+        MnemonicCodes(seed=-1)
     counts = original.artifacts["mnemonic_counts"].clone()
     counts[7] = 0
     record = {**original.artifacts, "mnemonic_counts": counts}

@@ -29,7 +29,7 @@ from forgetkit.fisher import eval_mode, fisher_diagonal
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.metrics.predictions import predict
 from forgetkit.runtime import DeviceLike
-from forgetkit.train import TrainHook
+from forgetkit.train import TrainedModel, TrainHook
 from forgetkit.validation import param, validate
 
 __all__ = [
@@ -92,7 +92,9 @@ class MnemonicCodes(TrainHook):
 
     def __init__(self, t_mix: float = 0.1, seed: int = 0, normalization: Any = ()) -> None:
         if not 0.0 <= float(t_mix) <= 1.0:
-            raise ValueError(f"t_mix must lie in [0, 1], got {t_mix}")
+            raise ValueError(f"{self.name}: t_mix must lie in [0, 1], got {t_mix}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"{self.name}: seed must be an int >= 0, got {seed!r}")
         self.t_mix, self.seed = float(t_mix), int(seed)
         self.normalization = _check_normalization(normalization)
         self._reset(None)
@@ -148,8 +150,12 @@ class MnemonicCodes(TrainHook):
 
 def sensitivity_ratio(fisher_forget: Tensor, fisher_remain: Tensor) -> Tensor:
     """``log F_f - log F_r`` with the official guards: NaN becomes 0 (ratio 1), an infinite
-    value becomes the tensor's largest finite one (both signs, as in the official code).
+    value becomes the tensor's largest finite one (both signs, as in the official code,
+    main.py:71-74 at commit b621078).
 
+    With the epsilon both Fishers carry (``1e-16 / n``, utils.py:157 and 180-181) neither
+    guard fires: a weight with zero gradient on every code gets ``n_r / n_f`` (9 for one
+    class forgotten of ten), not 1. The guards matter only for Fishers passed without it.
     Returned in log space: the ratio itself can overflow float32 where ``F_r`` is tiny.
     """
     log_r = fisher_forget.log() - fisher_remain.log()
@@ -175,6 +181,21 @@ def perturbation(log_ratio: Tensor, lambda1: float, lambda2: float) -> tuple[Ten
     return torch.exp((log_ratio - top) + (log_s + top)), log_s
 
 
+def _input_shape(data: Any) -> tuple[int, ...] | None:
+    """The shape of one input of ``data`` from metadata alone, or None (labels, loaders)."""
+    if isinstance(data, Samples):
+        x = data.x
+    elif isinstance(data, tuple | list) and len(data) == 2:
+        x = data[0]
+    elif isinstance(data, torch.utils.data.TensorDataset) and len(data.tensors) >= 2:
+        x = data.tensors[0]
+    else:
+        return None
+    if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[1:].numel() == 0:
+        return None
+    return tuple(x.shape[1:])
+
+
 def _code_scores(model: nn.Module, codes: Tensor, labels: Tensor, forget: Tensor) -> float:
     """The official selection score on the codes: (1 - forget accuracy) + remaining accuracy."""
     with eval_mode(model), torch.no_grad():
@@ -196,7 +217,7 @@ class MnemonicUnlearning(UnlearningMethod):
     with the better score on the codes (ties go to ``-``), or fix ``"plus"``/``"minus"``;
     ``perturbation="deterministic"`` moves each weight by ``s * r`` as the code does,
     ``"gaussian"`` multiplies the step by standard normal noise, a reading of the v1
-    abstract's "add noise" (the paper's body was not available: unverified);
+    abstract's "add noise" (our reading; the paper's body was not available: unverified);
     ``code_normalization=(mean, std)`` puts the codes in the data's pixel space (what the
     official MNIST run amounts to, its data being unnormalised), ``()`` feeds raw [0, 1]
     values to a network on normalised data (the official CIFAR-10 run).
@@ -232,7 +253,7 @@ class MnemonicUnlearning(UnlearningMethod):
             codes; ``"plus"`` or ``"minus"`` fix it.
         perturbation
             ``"deterministic"`` step (official) or ``"gaussian"``: the step times normal
-            noise (an unverified reading of the paper).
+            noise (our reading of the v1 abstract's "noise"; unverified against the body).
         fisher_eps
             Added to both Fishers (divided by their sample counts) before the ratio.
         """
@@ -240,7 +261,7 @@ class MnemonicUnlearning(UnlearningMethod):
         lambda1: float = param(1e-3, float, gt=0)
         lambda2: float = param(10.0, float, gt=0)
         t_mix: float = param(0.1, float, ge=0, le=1)
-        code_seed: int = param(0, int)
+        code_seed: int = param(0, int, ge=0)
         code_normalization: tuple = ()
         sign: str = param("select", str, choices=SIGNS)
         perturbation: str = param("deterministic", str, choices=PERTURBATIONS)
@@ -251,8 +272,46 @@ class MnemonicUnlearning(UnlearningMethod):
             _check_normalization(self.code_normalization)
 
     def training_hooks(self) -> tuple[TrainHook, ...]:
+        """The one hook the original must be trained with: :class:`MnemonicCodes`.
+
+        With :func:`~forgetkit.train.train_original` pass ``hooks=method.training_hooks()``.
+        In a training loop of one's own: ``hook = method.training_hooks()[0]``, then for
+        every batch ``x, y = hook.transform(x, y, gen)`` before the forward pass, with one
+        ``torch.Generator`` for the whole training; at forget time pass
+        ``record=hook.artifacts()``.
+        """
         hp = self.hparams
         return (MnemonicCodes(hp.t_mix, hp.code_seed, hp.code_normalization),)
+
+    def check_inputs(self, given: Any, record: Any) -> None:
+        """The base checks, with a missing record explained: which keys, what they hold and
+        how to produce them in one's own training loop."""
+        absent = sorted(k for k in self.record_keys if (record or {}).get(k) is None)
+        if "forget" in given and absent:
+            raise ValueError(
+                f"{self.name}: the record lacks {absent}: the class codes the original was "
+                "trained with and how many training inputs each replaced, which only training "
+                "with the codes produces. Train the original with "
+                "hooks=method.training_hooks() and pass the TrainedModel as model; in a "
+                "training loop of your own, take hook = method.training_hooks()[0], pass "
+                "every batch through x, y = hook.transform(x, y, gen) (one torch.Generator "
+                "for the whole training) and give record=hook.artifacts() here"
+            )
+        super().check_inputs(given, record)
+
+    def unlearn(self, model: Any, forget: Any, retain: Any = None, **kwargs: Any) -> Any:
+        """:meth:`UnlearningMethod.unlearn`, refusing first a forget set whose inputs do not
+        have the codes' shape (only the shape is looked at: the images are never read)."""
+        record = dict(self.record_from(model)) if isinstance(model, TrainedModel) else {}
+        record.update(kwargs.get("record") or {})
+        codes, shape = record.get(CODES), _input_shape(forget)
+        if isinstance(codes, Tensor) and shape is not None and shape != tuple(codes.shape[1:]):
+            raise ValueError(
+                f"{self.name}: forget has inputs of shape {shape}, but the model was trained "
+                f"with codes (and images) of shape {tuple(codes.shape[1:])}; expected "
+                "samples of that shape, or the labels alone"
+            )
+        return super().unlearn(model, forget, retain, **kwargs)
 
     def _unlearn(self, model: nn.Module, data: ForgetData, device, gen) -> dict[str, Any]:
         hp = self.hparams
