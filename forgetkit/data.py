@@ -24,6 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+from forgetkit.runtime import seeded
 
 DATA_ENV = "FORGETKIT_DATA"
 OFFLINE_ENV = "FORGETKIT_OFFLINE"
@@ -166,15 +169,29 @@ class Samples:
         return Samples(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
 
     @classmethod
-    def coerce(cls, data: Any, what: str = "data") -> Samples:
+    def coerce(cls, data: Any, what: str = "data", *, seed: int = 0) -> Samples:
         """Accept ``Samples``, an ``(x, y)`` pair, a ``TensorDataset``, a map-style
-        ``Dataset`` or a ``DataLoader``.
+        ``Dataset`` or a ``DataLoader``, and read it whole into memory.
 
         A ``DataLoader`` (or ``Dataset``) may yield ``(inputs, labels)`` pairs or dicts with
         one input key (``image``, ``images``, ``input``, ``inputs``, ``x``,
         ``pixel_values``) and one label key (``label``, ``labels``, ``target``, ``targets``,
-        ``y``), as Hugging Face-style datasets do. ``what`` names the argument in error
-        messages ("forget set", ...).
+        ``y``), as Hugging Face-style datasets do.
+
+        Reading does not depend on, or disturb, the caller's global random state: a
+        ``DataLoader`` that shuffles a whole map-style dataset is read in the dataset's own
+        order (``shuffle=True`` and ``False`` give the same samples in the same order), and
+        any other loader, random transforms and worker seeds run under global seeds fixed
+        from ``seed``; the caller's random state is restored afterwards.
+
+        Parameters
+        ----------
+        data
+            The samples, in any of the forms above.
+        what
+            The argument's role in error messages ("forget set", ...).
+        seed
+            Fixes what reading a loader or dataset draws at random (order, transforms).
         """
         if isinstance(data, Samples):
             out = data
@@ -184,26 +201,14 @@ class Samples:
             if len(data.tensors) < 2:
                 raise ValueError(f"{what}: a TensorDataset needs (inputs, labels) tensors")
             out = cls(data.tensors[0], data.tensors[1])
-        elif isinstance(data, torch.utils.data.DataLoader | torch.utils.data.Dataset):
-            if not isinstance(data, torch.utils.data.DataLoader):  # a map-style dataset
+        elif isinstance(data, DataLoader | torch.utils.data.Dataset):
+            if not isinstance(data, DataLoader):  # a map-style dataset
                 if not hasattr(data, "__len__"):
                     raise TypeError(f"{what}: a {type(data).__name__} has no length; wrap it "
                                     "in a DataLoader")  # fmt: skip
-                data = torch.utils.data.DataLoader(data, batch_size=1024)
-            xs, ys = [], []
-            for batch in data:
-                x, y = _unpack_batch(batch, what)
-                xs.append(_tensor(x, what, "inputs"))
-                ys.append(_tensor(y, what, "labels"))
-            if not xs:
-                raise ValueError(f"{what} is empty: the DataLoader yielded no batches")
-            shapes = sorted({tuple(x.shape[1:]) for x in xs} | {tuple(y.shape[1:]) for y in ys})
-            if len({tuple(x.shape[1:]) for x in xs}) > 1 or any(y.ndim != 1 for y in ys):
-                raise ValueError(
-                    f"{what}: the batches' inputs and labels do not stack (shapes after the "
-                    f"batch dimension: {shapes}); labels must be 1-D"
-                )
-            out = cls(torch.cat(xs), torch.cat(ys))
+                data = DataLoader(data, batch_size=1024)
+            with seeded(_seed_of(seed, what), "cpu"):
+                out = _read_loader(_in_order(data), what, cls)
         else:
             raise TypeError(
                 f"{what}: expected Samples, an (inputs, labels) pair, a TensorDataset, a "
@@ -216,6 +221,69 @@ class Samples:
         if not bool(torch.isfinite(out.x).all()):
             raise ValueError(f"{what}: inputs contain NaN or infinite values")
         return out
+
+
+def _seed_of(seed: Any, what: str) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"{what}: seed must be an int, got {seed!r} ({type(seed).__name__})")
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"{what}: seed must be an int in [0, 2**63), got {seed!r}")
+    return int(seed)
+
+
+def _read_loader(loader: DataLoader, what: str, cls: type[Samples]) -> Samples:
+    """Every batch of ``loader``, stacked into one ``Samples``."""
+    xs, ys = [], []
+    for batch in loader:
+        x, y = _unpack_batch(batch, what)
+        xs.append(_tensor(x, what, "inputs"))
+        ys.append(_tensor(y, what, "labels"))
+    if not xs:
+        raise ValueError(f"{what} is empty: the DataLoader yielded no batches")
+    shapes = sorted({tuple(x.shape[1:]) for x in xs} | {tuple(y.shape[1:]) for y in ys})
+    if len({tuple(x.shape[1:]) for x in xs}) > 1 or any(y.ndim != 1 for y in ys):
+        raise ValueError(
+            f"{what}: the batches' inputs and labels do not stack (shapes after the "
+            f"batch dimension: {shapes}); labels must be 1-D"
+        )
+    return cls(torch.cat(xs), torch.cat(ys))
+
+
+def _in_order(loader: DataLoader) -> DataLoader:
+    """A shuffling loader over the whole of a map-style dataset, re-made to read the dataset
+    in order: the same samples, in an order that no random state decides."""
+    sampler = loader.sampler
+    full = (isinstance(sampler, RandomSampler) and not sampler.replacement
+            and sampler.num_samples == len(sampler.data_source)
+            and sampler.data_source is loader.dataset
+            and isinstance(loader.batch_sampler, BatchSampler)
+            and type(loader.batch_sampler) is BatchSampler)  # fmt: skip
+    if not full:
+        return loader
+    extra = {"prefetch_factor": loader.prefetch_factor} if loader.num_workers > 0 else {}
+    return DataLoader(
+        loader.dataset, batch_size=loader.batch_size, shuffle=False,
+        num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory, drop_last=loader.drop_last, timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context, **extra,
+    )  # fmt: skip
+
+
+def read_samples(data: Any, what: str, seed: int) -> Samples:
+    """``Samples.coerce(data, what, seed=seed)``: the whole of ``data`` in memory, read
+    independently of the caller's global random state (see :meth:`Samples.coerce`).
+
+    Parameters
+    ----------
+    data
+        Samples, an (inputs, labels) pair, a TensorDataset, a Dataset or a DataLoader.
+    what
+        The argument's role in error messages.
+    seed
+        Fixes what reading draws at random (loader order, random transforms).
+    """
+    return Samples.coerce(data, what, seed=seed)
 
 
 INPUT_KEYS = ("image", "images", "input", "inputs", "x", "pixel_values")
