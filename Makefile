@@ -23,7 +23,8 @@ BIN := $(abspath $(VENV))/bin
 SETUP_STAMP := $(abspath $(VENV))/.forgetkit-setup
 STAGE := $(PYTHON) scripts/stage.py
 TIMES := _build/stage-times.tsv
-NBVAL := pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+# Progress bars off (FORGETKIT_PROGRESS=0): they must never enter a compared output.
+NBVAL := FORGETKIT_PROGRESS=0 pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
          --nbval-sanitize-with tests/nbval_sanitize.cfg book/*.ipynb
 
 ifeq ($(strip $(FORGETKIT_DATA)),)

@@ -2,7 +2,9 @@
 
 A :class:`ForgetTask` holds a dataset and four disjoint index sets: ``forget`` and ``retain``
 partition the training part; ``test`` and ``heldout`` partition the test part, the held-out
-samples serving as known non-members for membership-inference attacks.
+samples serving as known non-members for membership-inference attacks. The scenarios below
+draw them from a forgetkit dataset; :meth:`ForgetTask.from_splits` makes a task of one's
+own four sets (datasets, loaders, tensors), splitting nothing unless asked to.
 
 Sizes: an ``int`` ``n`` is a count of samples; a ``float`` ``n`` is a fraction of the pool it
 is drawn from (all training samples for :func:`forget_random`, the class's samples for
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from forgetkit.data import ImageDataset, Samples, _replace
+from forgetkit.validation import overlapping_rows
+
+# The kinds of request a task can be (``methods.base.REQUESTS`` lists the same).
+KINDS = ("class", "subclass", "random", "identity", "injected", "indices")
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +98,124 @@ class ForgetTask:
                 f"{self.heldout.size}"
             )
 
+    @classmethod
+    def from_splits(
+        cls,
+        *,
+        forget: Any,
+        retain: Any,
+        test: Any,
+        heldout: Any = None,
+        num_classes: int | None = None,
+        classes: Sequence[str] | None = None,
+        heldout_fraction: float | None = None,
+        forget_classes: Sequence[int] = (),
+        kind: str | None = None,
+        name: str = "own data",
+        seed: int = 0,
+    ) -> ForgetTask:
+        """A task of one's own four sets, for :func:`~forgetkit.metrics.evaluate` and
+        :func:`~forgetkit.train.retrain`.
+
+        Each set may be anything :meth:`~forgetkit.data.Samples.coerce` accepts
+        (``Samples``, an ``(x, y)`` pair of tensors, a ``TensorDataset``, a ``Dataset``, a
+        ``DataLoader``); each is read once into memory, independently of the global random
+        state. The original model was trained on ``forget`` and ``retain``; ``test``
+        measures utility; ``heldout`` are samples no model trained on, the non-members of
+        the membership attacks, and no other metric reads them.
+
+        Nothing is split behind the caller's back: ``heldout`` must be given, or
+        ``heldout_fraction`` asks for that share of ``test`` to be set aside (drawn with
+        ``seed``; :meth:`describe` and ``spec`` then say so). Refused, naming the set:
+        inputs of different shapes, labels outside ``0..num_classes-1``, a sample of
+        ``forget`` also in ``retain``, a held-out sample also in training, and, with
+        ``forget_classes``, a forget sample of another class or a retain sample of a
+        forgotten one.
+
+        Parameters
+        ----------
+        forget
+            The training samples to forget.
+        retain
+            The other training samples (the retrained oracle learns from these alone).
+        test
+            Samples no model trained on, for utility (accuracy on unseen data).
+        heldout
+            More samples no model trained on, for the membership attacks (non-members).
+        num_classes
+            The models' number of outputs (or pass ``classes``).
+        classes
+            Class names, in label order (default: ``"0"``, ``"1"``, ...).
+        heldout_fraction
+            Instead of ``heldout``: the share of ``test`` to set aside as held-out.
+        forget_classes
+            Classes forgotten entirely (class forgetting): adds the accuracy on the test
+            samples of those classes (``test_forgotten``) and of the others (``test_kept``).
+        kind
+            The kind of request, one of ``KINDS`` (default ``"class"`` with
+            ``forget_classes``, else ``"indices"``: a named set of samples).
+        name
+            What to call the data in :meth:`describe` and reports.
+        seed
+            Seed of the ``heldout_fraction`` split and of reading loaders.
+        """
+        where = "ForgetTask.from_splits"
+        if not isinstance(name, str):
+            raise TypeError(f"{where}: name must be a string, got {name!r}")
+        given = {"forget": forget, "retain": retain, "test": test, "heldout": heldout}
+        if heldout is None and heldout_fraction is None:
+            raise ValueError(
+                f"{where}: pass heldout=... (samples no model trained on: the membership "
+                "attacks' non-members), or heldout_fraction=0.5 to set aside that share of "
+                "test; nothing is split unless you ask"
+            )
+        if heldout is not None and heldout_fraction is not None:
+            raise ValueError(f"{where}: pass heldout or heldout_fraction, not both")
+        sets = {role: Samples.coerce(v, f"{where}: {role}", seed=_seed_int(seed)).to("cpu")
+                for role, v in given.items() if v is not None}  # fmt: skip
+        shape = tuple(sets["forget"].x.shape[1:])
+        for role, data in sets.items():
+            if tuple(data.x.shape[1:]) != shape:
+                raise ValueError(f"{where}: {role} inputs have shape {tuple(data.x.shape[1:])} "
+                                 f"but forget inputs have {shape}")  # fmt: skip
+        names = _class_names(num_classes, classes, where)
+        for role, data in sets.items():
+            if int(data.y.max()) >= len(names):
+                raise ValueError(f"{where}: {role} has a label of {int(data.y.max())} but there "
+                                 f"are {len(names)} classes (0..{len(names) - 1})")  # fmt: skip
+        _refuse_overlap(sets["forget"], sets["retain"], "retain", "forget", where)
+        if "heldout" in sets:
+            train = Samples.concat([sets["forget"], sets["retain"]])
+            _refuse_overlap(train, sets["heldout"], "heldout", "the training sets", where)
+            _refuse_overlap(sets["test"], sets["heldout"], "heldout", "test", where)
+        gone = tuple(_forgotten_classes(forget_classes, sets, len(names), where))
+        if kind is None:
+            kind = "class" if gone else "indices"
+        if kind not in KINDS:
+            raise ValueError(f"{where}: kind must be one of {list(KINDS)}, got {kind!r}")
+        n_forget, n_retain = len(sets["forget"]), len(sets["retain"])
+        spec: dict[str, Any] = {"splits": "given", "seed": seed}
+        if "heldout" in sets:
+            test_part = Samples.concat([sets["test"], sets["heldout"]])
+            n_test = len(sets["test"])
+            test_idx, held_idx = np.arange(n_test), np.arange(n_test, len(test_part))
+        else:
+            test_part = sets["test"]
+            test_idx, held_idx = _split_test(len(test_part), heldout_fraction, _rng(seed))
+            spec["heldout_fraction"] = float(heldout_fraction)
+        data = ImageDataset(
+            name=name,
+            train=Samples.concat([sets["forget"], sets["retain"]]),
+            test=test_part,
+            classes=names,
+            mean=(0.0,),
+            std=(1.0,),
+            exact=True,
+            note="the caller's own splits (ForgetTask.from_splits), used as given",
+        )
+        return cls(data, np.arange(n_forget), np.arange(n_forget, n_forget + n_retain),
+                   test_idx, held_idx, kind, spec, gone)  # fmt: skip
+
     # The four parts as tensors ------------------------------------------------------
     @property
     def forget_set(self) -> Samples:
@@ -127,11 +252,16 @@ class ForgetTask:
         return h.hexdigest()[:16]
 
     def describe(self) -> str:
-        """One line for printing: the kind, the dataset and the size of every part."""
-        return (
+        """One line for printing: the kind, the dataset and the size of every part (and,
+        for a task of one's own splits whose held-out set was drawn from its test set, how)."""
+        line = (
             f"{self.kind} forgetting on {self.data.name}: forget {self.forget.size}, "
             f"retain {self.retain.size}, test {self.test.size}, held-out {self.heldout.size}"
         )
+        if self.spec.get("splits") == "given" and "heldout_fraction" in self.spec:
+            line += (f" (held-out: {self.spec['heldout_fraction']:g} of the given test set, "
+                     f"drawn with seed {self.spec['seed']})")  # fmt: skip
+        return line
 
 
 # --------------------------------------------------------------------------- helpers
@@ -196,17 +326,82 @@ def _count(n: Any, available: int, what: str, arg: str = "n") -> int:
 
 
 def _test_split(data: ImageDataset, heldout_fraction: Any, rng: np.random.Generator):
-    if not isinstance(heldout_fraction, float | np.floating):
+    return _split_test(len(data.test), heldout_fraction, rng)
+
+
+def _split_test(n: int, heldout_fraction: Any, rng: np.random.Generator):
+    """(test, held-out) positions of ``n`` test samples, ``heldout_fraction`` held out."""
+    if isinstance(heldout_fraction, bool) or not isinstance(heldout_fraction, float | np.floating):
         raise TypeError(f"heldout_fraction must be a float in (0, 1), got {heldout_fraction!r} "
                         f"({type(heldout_fraction).__name__})")  # fmt: skip
     if not 0 < heldout_fraction < 1:
         raise ValueError(f"heldout_fraction must lie in (0, 1), got {heldout_fraction}")
-    perm = rng.permutation(len(data.test))
-    n_held = round(float(heldout_fraction) * len(perm))
-    if not 0 < n_held < len(perm):
-        raise ValueError(f"heldout_fraction={heldout_fraction} of {len(perm)} test samples "
+    perm = rng.permutation(n)
+    n_held = round(float(heldout_fraction) * n)
+    if not 0 < n_held < n:
+        raise ValueError(f"heldout_fraction={heldout_fraction} of {n} test samples "
                          f"leaves the test or the held-out set empty")  # fmt: skip
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
+
+
+def _seed_int(seed: Any) -> int:
+    _rng(seed)  # type and range checks
+    return int(seed)
+
+
+def _class_names(num_classes: Any, classes: Any, where: str) -> tuple[str, ...]:
+    if classes is not None:
+        if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+            raise TypeError(f"{where}: classes must be a sequence of class names (strings), "
+                            f"got {classes!r}")  # fmt: skip
+        names = tuple(classes)
+        if num_classes is not None and num_classes != len(names):
+            raise ValueError(f"{where}: num_classes={num_classes} but {len(names)} class "
+                             f"names were given")  # fmt: skip
+    elif num_classes is None:
+        raise ValueError(f"{where}: pass num_classes= (the models' number of outputs) or "
+                         f"classes= (their names, in label order)")  # fmt: skip
+    elif not _is_int(num_classes):
+        raise TypeError(f"{where}: num_classes must be an int, got {num_classes!r}")
+    else:
+        names = tuple(str(i) for i in range(int(num_classes)))
+    if len(names) < 2:
+        raise ValueError(f"{where}: a classification task needs at least 2 classes, got "
+                         f"{len(names)}")  # fmt: skip
+    return names
+
+
+def _refuse_overlap(a: Samples, b: Samples, b_name: str, a_name: str, where: str) -> None:
+    both = overlapping_rows(a, b)
+    if len(both):
+        raise ValueError(f"{where}: {b_name} contains {len(both)} sample(s) also in {a_name} "
+                         f"(e.g. {b_name} rows {both[:5].tolist()}); the sets must be "
+                         f"disjoint")  # fmt: skip
+
+
+def _forgotten_classes(forget_classes: Any, sets: dict[str, Samples], n: int, where: str):
+    if isinstance(forget_classes, str | bytes) or not isinstance(forget_classes, Sequence):
+        raise TypeError(f"{where}: forget_classes must be a sequence of class indices, got "
+                        f"{forget_classes!r}")  # fmt: skip
+    gone = []
+    for c in forget_classes:
+        if not _is_int(c) or not 0 <= int(c) < n:
+            raise ValueError(f"{where}: forget_classes holds {c!r}; expected class indices "
+                             f"in 0..{n - 1}")  # fmt: skip
+        gone.append(int(c))
+    if not gone:
+        return gone
+    marked = torch.as_tensor(gone)
+    stray = int((~torch.isin(sets["forget"].y, marked)).sum())
+    if stray:
+        raise ValueError(f"{where}: forget holds {stray} sample(s) of classes outside "
+                         f"forget_classes={gone}; class forgetting forgets whole "
+                         "classes")  # fmt: skip
+    kept = int(torch.isin(sets["retain"].y, marked).sum())
+    if kept:
+        raise ValueError(f"{where}: retain holds {kept} sample(s) of the forgotten classes "
+                         f"{gone}; move them to forget")  # fmt: skip
+    return sorted(set(gone))
 
 
 def _task(data, forget, kind, spec, rng, heldout_fraction, forget_classes=()) -> ForgetTask:

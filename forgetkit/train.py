@@ -3,7 +3,20 @@
 Two calls with the same model config, data, hyperparameters and seed give bit-identical
 weights on the same machine and thread count. Training hooks let a method ask for what it
 needs from training time (saved gradients for L-CODEC, mnemonic codes mixed into batches
-for the mnemonic-code method) without a training loop of its own.
+for the mnemonic-code method) without a training loop of its own; to train in a loop of
+one's own instead, :class:`TrainingRecorder` runs the same hooks there and returns the
+record the method needs::
+
+    rec = TrainingRecorder(method, epochs=3)
+    for epoch in rec:                      # rec.before_epoch(epoch) for you
+        for x, y in loader:
+            x, y = rec.transform(x, y)     # the mnemonic codes enter here
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            rec.after_backward(model)      # L-CODEC's gradients are saved here
+            opt.step()
+    result = method.unlearn(model, forget, retain, record=rec.record())
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from forgetkit.cache import CheckpointCache, hash_payload, hash_tensors, state_m
 from forgetkit.data import Samples
 from forgetkit.models import ModelConfig, build_model
 from forgetkit.runtime import DeviceLike, Stopwatch, generator, resolve_device, seeded
+from forgetkit.runtime import progress as progress_bar
 from forgetkit.validation import check_labels, model_dtype, num_outputs, param, validate
 
 TRAIN_CODE_VERSION = 1  # bump when a change to this module changes trained weights
@@ -94,6 +108,158 @@ class TrainHook:
 
     def restore(self, artifacts: dict[str, Tensor]) -> None:
         """Receive this hook's artifacts back from a cached checkpoint."""
+
+
+class TrainingRecorder:
+    """A method's training hooks, run inside a training loop of one's own.
+
+    :func:`train_original` runs the hooks of ``method.training_hooks()`` in forgetkit's own
+    loop; a model trained by one's own code gets the same record from this object, called
+    at the same three points of each step (see the module docstring for the whole loop):
+
+    * ``before_epoch()`` at the start of every epoch (iterating ``for epoch in rec``
+      does it, with a progress bar),
+    * ``x, y = rec.transform(x, y)`` on every batch before the forward pass (the
+      mnemonic-code hook replaces inputs by its class codes here; every hook counts
+      samples here),
+    * ``rec.after_backward(model)`` after ``loss.backward()`` and before the optimiser
+      step (L-CODEC's hook saves the gradients of the last two epochs here),
+
+    then ``method.unlearn(model, ..., record=rec.record())``. The hooks' random draws come
+    from one generator seeded with ``seed`` for the whole training, never from the global
+    random state. Every epoch declared in ``epochs`` must run: L-CODEC's hook records the
+    last two.
+
+    Parameters
+    ----------
+    hooks
+        An unlearning method (its ``training_hooks()`` are used) or a sequence of
+        :class:`TrainHook` s.
+    epochs
+        How many epochs the loop runs (hooks that record the last epochs need it up front).
+    seed
+        Seed of the generator the hooks draw from (e.g. which inputs get a mnemonic code).
+    train_size
+        Number of training samples, for the record; default: the samples passed through
+        :meth:`transform` in one epoch.
+    """
+
+    def __init__(
+        self, hooks: Any, *, epochs: int, seed: int = 0, train_size: int | None = None
+    ) -> None:
+        if callable(getattr(hooks, "training_hooks", None)):
+            hooks = hooks.training_hooks()
+        if isinstance(hooks, TrainHook):
+            hooks = (hooks,)
+        if isinstance(hooks, str | bytes) or not isinstance(hooks, Sequence):
+            raise TypeError(f"TrainingRecorder: hooks must be an unlearning method or a "
+                            f"sequence of TrainHooks, got {type(hooks).__name__}")  # fmt: skip
+        bad = [type(h).__name__ for h in hooks if not isinstance(h, TrainHook)]
+        if bad:
+            raise TypeError(f"TrainingRecorder: hooks must be TrainHooks, got {bad}")
+        for value, name, low in ((epochs, "epochs", 1), (seed, "seed", 0)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"TrainingRecorder: {name} must be an int, got {value!r}")
+            if value < low:
+                raise ValueError(f"TrainingRecorder: {name} must be >= {low}, got {value}")
+        if train_size is not None and (
+            isinstance(train_size, bool) or not isinstance(train_size, numbers.Integral)
+            or train_size < 1
+        ):  # fmt: skip
+            raise ValueError(f"TrainingRecorder: train_size must be an int >= 1 or None, got "
+                             f"{train_size!r}")  # fmt: skip
+        self.hooks: tuple[TrainHook, ...] = tuple(hooks)
+        self.epochs, self.seed, self.train_size = int(epochs), int(seed), train_size
+        self.generator = generator(self.seed)
+        self.epoch: int | None = None  # the epoch under way (0-based)
+        self._samples = [0] * self.epochs  # passed through transform, per epoch
+        self._batches = 0
+        self._backwards = 0
+
+    def __iter__(self) -> Iterator[int]:
+        """The epochs ``0 .. epochs - 1``, each begun with :meth:`before_epoch`."""
+        for epoch in progress_bar(range(self.epochs), desc="train (own loop)"):
+            self.before_epoch(epoch)
+            yield epoch
+
+    def before_epoch(self, epoch: int | None = None) -> None:
+        """Begin an epoch: the next one (``None``) or ``epoch``, counted from 0 and in order.
+
+        Parameters
+        ----------
+        epoch
+            The epoch beginning (0-based); None for the one after the last.
+        """
+        expected = 0 if self.epoch is None else self.epoch + 1
+        if epoch is None:
+            epoch = expected
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
+            raise TypeError(f"TrainingRecorder.before_epoch: epoch must be an int, got {epoch!r}")
+        if epoch != expected or epoch >= self.epochs:
+            raise ValueError(
+                f"TrainingRecorder.before_epoch: got epoch {epoch}, expected {expected} of "
+                f"0..{self.epochs - 1} (epochs count from 0, one call per epoch, in order; "
+                f"epochs={self.epochs} was declared)"
+            )
+        self.epoch = int(epoch)
+
+    def _running(self, call: str) -> int:
+        if self.epoch is None:
+            raise RuntimeError(f"TrainingRecorder.{call}: call before_epoch() at the start of "
+                               "each epoch first (or iterate: for epoch in recorder)")  # fmt: skip
+        return self.epoch
+
+    def transform(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Pass a training batch through every hook; train on what comes back.
+
+        Parameters
+        ----------
+        x
+            The batch's inputs, as the model takes them.
+        y
+            The batch's labels.
+        """
+        epoch = self._running("transform")
+        for hook in self.hooks:
+            x, y = hook.transform(x, y, self.generator)
+        self._samples[epoch] += len(y)
+        self._batches += 1
+        return x, y
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Show every hook the model with its gradients, before the optimiser step.
+
+        Parameters
+        ----------
+        model
+            The model being trained, right after ``loss.backward()``.
+        """
+        epoch = self._running("after_backward")
+        for hook in self.hooks:
+            hook.after_backward(model, epoch, self.epochs)
+        self._backwards += 1
+
+    def record(self) -> dict[str, Any]:
+        """What the hooks recorded, by name, with ``train_size``: pass it to ``unlearn`` as
+        ``record=``. Refused before the declared epochs have all run, or when
+        :meth:`transform` and :meth:`after_backward` were not called once per step."""
+        ran = 0 if self.epoch is None else self.epoch + 1
+        if ran < self.epochs:
+            raise RuntimeError(f"TrainingRecorder.record: {ran} of the {self.epochs} declared "
+                               "epochs ran; the hooks record the last ones")  # fmt: skip
+        if self._batches == 0 or self._batches != self._backwards:
+            raise RuntimeError(
+                f"TrainingRecorder.record: transform was called on {self._batches} batches "
+                f"and after_backward after {self._backwards} backward passes; call both once "
+                "per training step"
+            )
+        size = self.train_size if self.train_size is not None else self._samples[-1]
+        if size == 0:
+            raise RuntimeError("TrainingRecorder.record: no sample passed through transform in "
+                               "the last epoch; call x, y = rec.transform(x, y) on every batch "
+                               "of every epoch")  # fmt: skip
+        return {**{k: v for h in self.hooks for k, v in h.artifacts().items()},
+                "train_size": int(size)}  # fmt: skip
 
 
 @dataclass
@@ -178,17 +344,20 @@ def fit(
     seed: int = 0,
     device: DeviceLike = None,
     hooks: Sequence[TrainHook] = (),
-    progress: bool = False,
+    progress: bool | None = None,
     desc: str = "train",
     loss_sign: float = 1.0,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place with seeded mini-batch SGD; return per-epoch history.
 
-    ``loss_sign=-1`` ascends the loss instead (gradient ascent, for the NegGrad baseline).
+    ``data`` is anything :meth:`~forgetkit.data.Samples.coerce` accepts (read with
+    ``seed``, not the global random state). ``loss_sign=-1`` ascends the loss instead
+    (gradient ascent, for the NegGrad baseline). ``progress`` shows a bar over the epochs
+    (None: as :func:`forgetkit.runtime.progress_enabled` decides).
     """
     dev = resolve_device(device)
     model.to(dev)
-    data = data.to(dev)
+    data = Samples.coerce(data, "training data", seed=seed).to(dev)
     if data.x.dtype != (dtype := model_dtype(model)):
         data = Samples(data.x.to(dtype), data.y)  # computed in the model's dtype
     check_labels(data.y, num_outputs(model, data.x, desc, "training"), desc, "training")
@@ -200,17 +369,14 @@ def fit(
     sched = _scheduler(opt, config, config.epochs * steps_per_epoch)
     anchor = [p.detach().clone() for p in model.parameters()] if config.l2_to_init else None
     shuffle_gen = generator(seed + 7919)  # a stream of its own, independent of the init seed
-    aug_gen = generator(seed + 104729)
+    # The hooks draw from a stream of their own too (seed + 104729), as a user's loop does
+    # through the same TrainingRecorder.
+    recorder = TrainingRecorder(hooks, epochs=max(config.epochs, 1), seed=seed + 104729)
     history: list[dict[str, float]] = []
-    epochs = range(config.epochs)
-    if progress:
-        # Imported here: importing tqdm.auto in a notebook without ipywidgets warns, and the
-        # warning would land in every chapter's output.
-        from tqdm.auto import tqdm
-
-        epochs = tqdm(epochs, desc=desc, leave=False)
+    epochs = progress_bar(range(config.epochs), desc=desc, show=progress)
     with seeded(seed, dev), deterministic():
         for epoch in epochs:
+            recorder.before_epoch(epoch)
             model.train()
             if config.bn_eval:
                 for m in model.modules():
@@ -218,8 +384,7 @@ def fit(
                         m.eval()
             total, correct, loss_sum = 0, 0, 0.0
             for x, y in data.batches(config.batch_size, shuffle=True, generator=shuffle_gen):
-                for hook in hooks:
-                    x, y = hook.transform(x, y, aug_gen)
+                x, y = recorder.transform(x, y)
                 opt.zero_grad(set_to_none=True)
                 out = model(x)
                 loss = F.cross_entropy(out, y)
@@ -227,8 +392,7 @@ def fit(
                 if anchor is not None:
                     objective = objective + l2_to_anchor(model, anchor, config.weight_decay)
                 objective.backward()
-                for hook in hooks:
-                    hook.after_backward(model, epoch, config.epochs)
+                recorder.after_backward(model)
                 opt.step()
                 if sched is not None:
                     sched.step()
@@ -242,8 +406,7 @@ def fit(
                 )
             record = {"epoch": epoch + 1, "loss": loss_sum / total, "accuracy": correct / total}
             history.append(record)
-            if progress:
-                epochs.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}")
+            epochs.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}")
     model.eval()
     return history
 
@@ -258,7 +421,7 @@ def train_model(
     cache: CheckpointCache | bool = True,
     hooks: Sequence[TrainHook] = (),
     init_from: nn.Module | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     desc: str = "train",
     stream: str = "train",
 ) -> TrainedModel:
@@ -288,7 +451,9 @@ def train_model(
     init_from
         A network whose weights to start from instead of a fresh initialisation.
     progress
-        Show a progress bar.
+        Show a progress bar over the epochs (None: as
+        :func:`forgetkit.runtime.progress_enabled` decides; ``set_progress(False)`` or
+        ``FORGETKIT_PROGRESS=0`` silences it whatever is passed here).
     desc
         The progress bar's label.
     stream
@@ -405,7 +570,10 @@ def retrain(
                          f"an identical oracle and a spread of zero")  # fmt: skip
     kwargs.setdefault("desc", "retrain")
     kwargs.setdefault("stream", "retrain")
-    return [train_model(model_config, task.retain_set, config, seed=s, **kwargs) for s in seeds]
+    retain = task.retain_set
+    bar = progress_bar(seeds, desc=f"{kwargs['desc']} ({len(seeds)} seeds)",
+                       show=kwargs.get("progress"))  # fmt: skip
+    return [train_model(model_config, retain, config, seed=s, **kwargs) for s in bar]
 
 
 def derive_seed(seed: int, stream: str) -> int:

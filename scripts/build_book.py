@@ -121,6 +121,8 @@ def execute(name: str, output: Path, parameters: dict[str, object]) -> float:
     """
     import papermill as pm
 
+    # No progress bars in a stored notebook: the kernel inherits this environment.
+    os.environ["FORGETKIT_PROGRESS"] = "0"
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:

@@ -52,6 +52,47 @@ def test_batches_cover_every_sample_once_and_shuffle_is_seeded():
     assert torch.equal(seen, again)
 
 
+class _Jittered(torch.utils.data.Dataset):
+    """A dataset whose transform draws noise from the global generator, as many do."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.x[i] + torch.randn(self.x[i].shape), self.y[i]
+
+
+def test_coerce_reads_loaders_independently_of_the_global_random_state():
+    x, y = torch.randn(20, 1, 2, 2), torch.arange(20) % 4
+    shuffled = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=6,
+                                           shuffle=True)  # fmt: skip
+    jittered = torch.utils.data.DataLoader(_Jittered(x, y), batch_size=6)
+    reads = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        state = torch.random.get_rng_state()
+        reads.append([Samples.coerce(shuffled, "retain set"), Samples.coerce(jittered, "j"),
+                      Samples.coerce(jittered, "j", seed=5)])  # fmt: skip
+        assert torch.equal(torch.random.get_rng_state(), state)  # the caller's state untouched
+    (plain, noisy, other), (plain_1, noisy_1, other_1) = reads
+    assert torch.equal(plain.x, x) and torch.equal(plain.y, y)  # a whole shuffle: in order
+    assert torch.equal(plain_1.x, x)
+    assert torch.equal(noisy.x, noisy_1.x) and torch.equal(other.x, other_1.x)  # from seed
+    assert not torch.equal(noisy.x, other.x)  # and only from seed
+    with pytest.raises(ValueError, match=r"retain set: seed must be an int in \[0, 2\*\*63\)"):
+        Samples.coerce(shuffled, "retain set", seed=2**64)
+
+
+def test_the_methods_read_samples_is_the_data_modules():
+    from forgetkit import data
+    from forgetkit.methods import base
+
+    assert base.read_samples is data.read_samples
+
+
 def test_unknown_dataset_is_named():
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet")

@@ -97,3 +97,34 @@ def test_impossible_requests_raise_clear_errors(mnist_small, make, message):
 def test_forget_indices_rejects_non_integers(mnist_small):
     with pytest.raises(TypeError, match="integers"):
         forget_indices(mnist_small, [0.5, 1.5])
+
+
+def test_scenarios_state_the_split_they_draw_and_their_line_is_unchanged(mnist_small):
+    """The book prints ``task.describe()``: a scenario's line keeps its form (only a task of
+    one's own splits with a drawn held-out set says more)."""
+    task = forget_class(mnist_small, 3, seed=0, heldout_fraction=0.5)
+    assert task.describe() == (
+        f"class forgetting on {mnist_small.name}: forget {task.forget.size}, retain "
+        f"{task.retain.size}, test {task.test.size}, held-out {task.heldout.size}"
+    )
+    assert task.heldout.size == round(0.5 * len(mnist_small.test))
+    with pytest.raises(TypeError, match="heldout_fraction must be a float"):
+        forget_class(mnist_small, 3, heldout_fraction=True)
+
+
+def test_own_splits_become_a_task_like_any_other(mnist_small):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from forgetkit.scenarios import ForgetTask
+
+    ref = forget_class(mnist_small, 3, seed=0)
+    loader = DataLoader(TensorDataset(ref.retain_set.x, ref.retain_set.y), batch_size=256,
+                        shuffle=True)  # fmt: skip
+    own = ForgetTask.from_splits(forget=ref.forget_set, retain=loader, test=ref.test_set,
+                                 heldout=ref.heldout_set, classes=mnist_small.classes,
+                                 forget_classes=(3,), name="my digits")  # fmt: skip
+    _check_partition(own)
+    for part in ("forget_set", "retain_set", "test_set", "heldout_set"):
+        assert np.array_equal(getattr(own, part).x.numpy(), getattr(ref, part).x.numpy()), part
+    assert own.num_classes == 10 and own.kind == "class" and own.data.name == "my digits"
+    assert own.describe().startswith("class forgetting on my digits: forget ")

@@ -20,7 +20,7 @@ from torch import nn
 
 from forgetkit.data import Samples
 from forgetkit.metrics.predictions import _check_model, check_inputs_fit, per_sample_loss
-from forgetkit.runtime import DeviceLike, model_device, resolve_device
+from forgetkit.runtime import DeviceLike, model_device, progress, resolve_device
 from forgetkit.train import l2_to_anchor
 
 
@@ -82,8 +82,8 @@ def _forget_losses(
 ) -> Iterator[float]:  # fmt: skip
     """Yield the forget-set loss before each readout epoch, fine-tuning a copy in between."""
     dev = model_device(model) if device is None else resolve_device(device)
-    f = Samples.coerce(forget, "forget set").to(dev)
-    p = Samples.coerce(pool, "pool").to(dev)
+    f = Samples.coerce(forget, "forget set", seed=seed).to(dev)
+    p = Samples.coerce(pool, "pool", seed=seed).to(dev)
     if f.x.shape[1:] != p.x.shape[1:]:
         raise ValueError(f"forget inputs have shape {tuple(f.x.shape[1:])} but pool inputs have "
                          f"{tuple(p.x.shape[1:])}")  # fmt: skip
@@ -140,7 +140,9 @@ def relearn_time(
     passes its training run's ``--weight-decay`` there (0.1 in its scripts), the default
     here is 0 (plain SGD).
 
-    Sampling is seeded by ``seed`` and nothing else; the input model is never modified.
+    Sampling is seeded by ``seed`` and nothing else (loaders are read independently of the
+    global random state too); the input model is never modified. A progress bar follows the
+    epochs (see :func:`forgetkit.runtime.set_progress`).
     Lower means the forget set is relearned faster, i.e. more of it is still there; compare
     with the retrained oracle's value. To read off several thresholds from one run, use
     :func:`relearn_curve` and :func:`relearn_time_from_curve`.
@@ -150,9 +152,10 @@ def relearn_time(
     losses = _forget_losses(model, forget, pool, lr=lr, max_epochs=max_epochs,
                             samples_per_epoch=samples_per_epoch, batch_size=batch_size,
                             weight_decay=weight_decay, seed=seed, device=device)  # fmt: skip
-    for epoch, loss in enumerate(losses):
-        if loss <= float(threshold):
-            return epoch + 1
+    with progress(losses, desc="relearn time", total=max_epochs) as bar:
+        for epoch, loss in enumerate(bar):
+            if loss <= float(threshold):
+                return epoch + 1
     return max_epochs
 
 
@@ -176,7 +179,8 @@ def relearn_curve(
     losses = _forget_losses(model, forget, pool, lr=lr, max_epochs=max_epochs,
                             samples_per_epoch=samples_per_epoch, batch_size=batch_size,
                             weight_decay=weight_decay, seed=seed, device=device)  # fmt: skip
-    return np.fromiter(losses, dtype=np.float64, count=max_epochs)
+    with progress(losses, desc="relearn curve", total=max_epochs) as bar:
+        return np.fromiter(bar, dtype=np.float64, count=max_epochs)
 
 
 def relearn_time_from_curve(curve: np.ndarray, threshold: float) -> int:

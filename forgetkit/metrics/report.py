@@ -29,7 +29,7 @@ from forgetkit.metrics.attacks import (
 from forgetkit.metrics.divergence import js_divergence, l1_distance
 from forgetkit.metrics.predictions import accuracy_from_logits, entropy, evaluating, predict
 from forgetkit.metrics.tug_of_war import tow as tow_score
-from forgetkit.runtime import DeviceLike
+from forgetkit.runtime import DeviceLike, progress
 from forgetkit.scenarios import ForgetTask
 from forgetkit.train import TrainedModel
 
@@ -234,14 +234,42 @@ def _outputs(model: nn.Module, sets: Mapping[str, Samples], extra: Mapping[str, 
     return _Outputs(probs, losses, acc, seconds)
 
 
+def _task_of_sets(sets: Mapping[str, Any], forget_classes: Sequence[int], oracle: nn.Module,
+                  device: DeviceLike, seed: int) -> ForgetTask:  # fmt: skip
+    """The task of one's own four sets, with as many classes as the oracle has outputs."""
+    missing = [k for k in ("forget", "retain", "test", "heldout") if k not in sets]
+    if len(missing) == 4:
+        raise TypeError("evaluate needs the data: a task (a ForgetTask, e.g. from "
+                        "ForgetTask.from_splits) or forget=, retain=, test= and "
+                        "heldout=")  # fmt: skip
+    if missing:
+        raise ValueError(
+            f"evaluate: with the sets instead of a task, pass all four (forget, retain, test, "
+            f"heldout); missing {missing}. heldout= are samples no model trained on (the "
+            "membership attacks' non-members); to set aside part of a test set, build the "
+            "task with ForgetTask.from_splits(..., heldout_fraction=0.5)"
+        )
+    first = Samples.coerce(sets["forget"], "evaluate: forget", seed=seed)
+    logits = predict(oracle, first.subset([0]), device=device, what="oracle[0] on forget")
+    return ForgetTask.from_splits(
+        forget=first, retain=sets["retain"], test=sets["test"], heldout=sets["heldout"],
+        num_classes=int(logits.shape[1]), forget_classes=forget_classes, seed=seed,
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- evaluate
 
 
 def evaluate(
     models: Mapping[str, Any],
-    task: ForgetTask,
-    oracle: Sequence[Any],
+    task: ForgetTask | None = None,
+    oracle: Sequence[Any] | None = None,
     *,
+    forget: Any = None,
+    retain: Any = None,
+    test: Any = None,
+    heldout: Any = None,
+    forget_classes: Sequence[int] = (),
     metrics: Sequence[str] = DEFAULT_METRICS,
     device: DeviceLike = None,
     seed: int = 0,
@@ -252,7 +280,18 @@ def evaluate(
     an ``nn.Module``, an :class:`~forgetkit.methods.UnlearnResult` or a
     :class:`~forgetkit.train.TrainedModel`. ``oracle`` is a non-empty list of models
     retrained on the retain set (modules or ``TrainedModel`` s, e.g. from
-    :func:`forgetkit.train.retrain`); it appears in the output as method ``"retrain"``.
+    :func:`forgetkit.train.retrain`, or one's own); it appears in the output as method
+    ``"retrain"``.
+
+    The data come either as a ``task`` (from a scenario such as
+    :func:`~forgetkit.scenarios.forget_class`, or one's own splits through
+    :meth:`ForgetTask.from_splits <forgetkit.scenarios.ForgetTask.from_splits>`), or as
+    the four sets themselves: ``forget``, ``retain``, ``test`` and ``heldout``, each
+    anything :meth:`~forgetkit.data.Samples.coerce` accepts (tensors, datasets, loaders,
+    read independently of the global random state), with ``forget_classes`` for class
+    forgetting; the number of classes is then the oracle's number of outputs. Nothing is
+    split: the held-out set is the one given (``from_splits(..., heldout_fraction=...)``
+    sets part of a test set aside, and says so).
 
     Returns a DataFrame with exactly the columns ``method, seed, split, metric, value``,
     where ``seed`` is the model's position in its list (0, 1, ...), oracle rows first:
@@ -283,26 +322,46 @@ def evaluate(
     the task's inputs (their shape and float32 dtype) and have one output per class. A
     model that fails is refused with ``ValueError`` or ``TypeError`` naming it.
 
+    A progress bar follows the models (see :func:`forgetkit.runtime.set_progress`).
+
     Parameters
     ----------
     models
         Method name to a model or a list of models (one per seed).
     task
-        The forgetting task the models were unlearned on.
+        The forgetting task the models were unlearned on (or pass the four sets instead).
     oracle
         Models retrained on the retain set (the yardstick).
+    forget
+        Instead of ``task``: the samples that were forgotten.
+    retain
+        Instead of ``task``: the training samples kept (the oracle's training set).
+    test
+        Instead of ``task``: unseen samples, for utility.
+    heldout
+        Instead of ``task``: more unseen samples, the membership attacks' non-members.
+    forget_classes
+        With the four sets: the classes forgotten entirely, if any (adds ``test_forgotten``
+        and ``test_kept`` accuracies).
     metrics
         Which metrics to compute.
     device
         Where to run every model (default: where each already is).
     seed
-        Seed of the attacks' subsampling and splits.
+        Seed of the attacks' subsampling and splits (and of reading loaders given as sets).
     """
     if not isinstance(models, Mapping):
         raise TypeError(f"models must be a mapping of method name -> model(s), got "
                         f"{type(models).__name__}")  # fmt: skip
-    if not isinstance(task, ForgetTask):
+    sets_given = {k: v for k, v in (("forget", forget), ("retain", retain), ("test", test),
+                                    ("heldout", heldout)) if v is not None}  # fmt: skip
+    if task is not None and (sets_given or forget_classes):
+        raise ValueError(f"evaluate: pass a task or the sets {sorted(sets_given)}, not both")
+    if task is not None and not isinstance(task, ForgetTask):
         raise TypeError(f"task must be a forgetkit ForgetTask, got {type(task).__name__}")
+    if oracle is None:
+        raise TypeError("evaluate: oracle= is required: a list of models retrained on the "
+                        "retain set (e.g. forgetkit.retrain(task, ...), or your own)")  # fmt: skip
     if (
         isinstance(oracle, _MODEL_TYPES)
         or not isinstance(oracle, Sequence)
@@ -332,6 +391,8 @@ def evaluate(
     for name, value in models.items():
         listed = _as_list(value, f"models[{name!r}]")
         entries += [(name, i, m, s, item) for i, (m, s, item) in enumerate(listed)]
+    if task is None:
+        task = _task_of_sets(sets_given, forget_classes, entries[0][2], device, seed)
     _check_against_task(entries, task, device)
 
     sets = {"forget": task.forget_set, "retain": task.retain_set, "test": task.test_set,
@@ -345,7 +406,11 @@ def evaluate(
         for sub, mask in (("test_forgotten", forgotten), ("test_kept", ~forgotten)):
             if bool(mask.any()):
                 extra[sub] = mask
-    outs = [_outputs(m, sets, extra, s, device) for _, _, m, s, _ in entries]
+    bar = progress(desc="evaluate", total=2 * len(entries))
+    outs = []
+    for _, _, model, secs, _ in entries:
+        outs.append(_outputs(model, sets, extra, secs, device))
+        bar.update()
     n_oracle = len(oracle)
     oracle_outs = outs[:n_oracle]
     want = set(metrics)
@@ -387,6 +452,8 @@ def evaluate(
                 add("-", "tow", math.nan)
         if seconds is not None:
             add("-", "seconds", seconds)
+        bar.update()
+    bar.close()
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     return df.astype({"method": str, "seed": int, "split": str, "metric": str, "value": float})
 
