@@ -17,7 +17,7 @@ from forgetkit.methods import (
 )
 from forgetkit.metrics import evaluate, gap_to_oracle, summarize
 from forgetkit.models import ModelConfig, build_model, reinitialize
-from forgetkit.runtime import resolve_device
+from forgetkit.runtime import resolve_device, set_progress
 from forgetkit.scenarios import (
     ForgetTask,
     forget_class,
@@ -27,7 +27,14 @@ from forgetkit.scenarios import (
     forget_random,
     forget_subclass,
 )
-from forgetkit.train import TrainConfig, TrainedModel, retrain, train_model, train_original
+from forgetkit.train import (
+    TrainConfig,
+    TrainedModel,
+    TrainingRecorder,
+    retrain,
+    train_model,
+    train_original,
+)
 
 __version__ = "0.1.0"  # the one place: pyproject.toml reads it (keep it a plain literal)
 
@@ -38,6 +45,7 @@ __all__ = [
     "Samples",
     "TrainConfig",
     "TrainedModel",
+    "TrainingRecorder",
     "UnlearnResult",
     "UnlearningMethod",
     "UtilityWarning",
@@ -58,6 +66,7 @@ __all__ = [
     "reinitialize",
     "resolve_device",
     "retrain",
+    "set_progress",
     "summarize",
     "train_model",
     "train_original",

@@ -276,7 +276,7 @@ def test_a_missing_train_size_says_how_to_record_it(data, trained):
     msg = _message(lambda: method.unlearn(trained.model, _forget(data), validation=data["val"],
                                           record=record))  # fmt: skip
     assert "lcodec: the record lacks 'train_size'" in msg
-    assert "method.training_hooks()" in msg and "hook.after_backward" in msg
+    assert "TrainingRecorder" in msg and "train_size=len(train_set)" in msg
 
 
 def test_all_removals_reverted_is_said_and_warned(data, trained):

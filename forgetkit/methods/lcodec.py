@@ -504,9 +504,9 @@ class LCodec(UnlearningMethod):
             raise ValueError(
                 "lcodec: the record lacks 'train_size', the number of samples the original was "
                 "trained on (the n of the Newton step and of the noise). train_original records "
-                "it; with your own training loop, run every hook of method.training_hooks() "
-                "(hook.transform on each batch, hook.after_backward after each backward) and "
-                "pass record={**hook.artifacts(), 'train_size': len(train_set)}"
+                "it; with your own training loop, use rec = forgetkit.train.TrainingRecorder("
+                "method, epochs=..., train_size=len(train_set)) (rec.transform on each batch, "
+                "rec.after_backward(model) after each backward) and pass record=rec.record()"
             )
         super().check_inputs(given, record)
 

@@ -275,10 +275,10 @@ class MnemonicUnlearning(UnlearningMethod):
         """The one hook the original must be trained with: :class:`MnemonicCodes`.
 
         With :func:`~forgetkit.train.train_original` pass ``hooks=method.training_hooks()``.
-        In a training loop of one's own: ``hook = method.training_hooks()[0]``, then for
-        every batch ``x, y = hook.transform(x, y, gen)`` before the forward pass, with one
-        ``torch.Generator`` for the whole training; at forget time pass
-        ``record=hook.artifacts()``.
+        In a training loop of one's own, let :class:`~forgetkit.train.TrainingRecorder` run
+        it: ``rec = TrainingRecorder(method, epochs=E)``, ``for epoch in rec:``, on every
+        batch ``x, y = rec.transform(x, y)`` before the forward pass, and at forget time
+        ``record=rec.record()``.
         """
         hp = self.hparams
         return (MnemonicCodes(hp.t_mix, hp.code_seed, hp.code_normalization),)
@@ -293,9 +293,9 @@ class MnemonicUnlearning(UnlearningMethod):
                 "trained with and how many training inputs each replaced, which only training "
                 "with the codes produces. Train the original with "
                 "hooks=method.training_hooks() and pass the TrainedModel as model; in a "
-                "training loop of your own, take hook = method.training_hooks()[0], pass "
-                "every batch through x, y = hook.transform(x, y, gen) (one torch.Generator "
-                "for the whole training) and give record=hook.artifacts() here"
+                "training loop of your own, use rec = forgetkit.train.TrainingRecorder(method, "
+                "epochs=...): for epoch in rec, pass every batch through "
+                "x, y = rec.transform(x, y), and give record=rec.record() here"
             )
         super().check_inputs(given, record)
 
