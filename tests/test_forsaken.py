@@ -156,8 +156,13 @@ def test_stops_after_max_steps_otherwise(setting):
 
 
 def test_nothing_to_forget_when_the_oracle_sees_no_member(setting):
+    """With no forget sample judged a member the method does nothing: no step, and the
+    returned network is the original (the book's paper-profile run says so in words)."""
     result = run(setting, oracle=LabelProbOracle(threshold=2.0))
     assert result.details["stop_reason"] == "no_members" and result.details["steps_run"] == 0
+    assert result.details["members_before"] == 0 and result.details["history"] == []
+    original = setting[0].state_dict()
+    assert all(torch.equal(original[k], v) for k, v in result.model.state_dict().items())
 
 
 # --------------------------------------------------------------------------- contract
