@@ -16,6 +16,7 @@ import pytest
 from forgetkit import bench
 from forgetkit.bench import engine
 from forgetkit.bench.config import ConfigError
+from forgetkit.metrics import gold as gold_metrics
 from forgetkit.metrics import per_sample_loss
 
 pytestmark = pytest.mark.slow
@@ -210,6 +211,20 @@ def test_gold_standard_cells(tiny, tmp_path):
     np.testing.assert_allclose(stored["value"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
     medians = df[df["metric"] == "loss_median"]
     assert sorted(medians["method"]) == ["finetune", "neggrad"] and (medians["value"] > 0).all()
+    # Each capped epsilon names the rule that capped it; the others name none.
+    rules = df[(df["metric"] == "epsilon_cap_rule") & (df["method"] == "finetune")]
+    capped = eps.sort_values("seed")["value"].to_numpy() >= gold_metrics.EPSILON_CAP
+    np.testing.assert_array_equal(rules.sort_values("seed")["value"].to_numpy() > 0, capped)
+    # The floor: 8 more retrained models (seeds 8..15) against the 8 the methods face.
+    reference = engine.oracle_models(config, task, "cpu", seeds=range(8))
+    fresh = engine.oracle_models(config, task, "cpu", seeds=range(8, 16))
+    margins = gold_metrics.margins
+    expected_fq = gold_metrics.forget_quality(margins(fresh, task.forget_set),
+                                              margins(reference, task.forget_set))  # fmt: skip
+    floor = df[(df["method"] == "retrain") & (df["metric"] == "forget_quality")]
+    assert floor["value"].tolist() == [pytest.approx(expected_fq.quality)]
+    floor_eps = df[(df["method"] == "retrain") & (df["metric"] == "epsilon")]
+    np.testing.assert_allclose(floor_eps.sort_values("seed")["value"], expected_fq.epsilons)
 
 
 def test_a_method_is_not_run_on_a_request_it_does_not_serve(tiny, tmp_path):

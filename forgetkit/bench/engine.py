@@ -10,7 +10,8 @@ A run is a list of *cells*, each a pure function of the config and its own coord
   Fisher pass included) and peak memory;
 * ``gold``: one per scenario and method when ``gold.n_models > 0``: the per-example
   scores of :mod:`forgetkit.metrics.gold` over N unlearned and N retrained models, and
-  ``gold-floor``, the same scores of retraining against itself.
+  ``gold-floor``, the same scores of N more retrained models (other seeds) against those
+  N: retraining against itself at the same N.
 
 A method whose ``serves`` does not include a scenario's kind of request (the mnemonic code,
 made for whole classes, on random samples) is not run there: its cells hold one
@@ -42,6 +43,11 @@ from forgetkit.bench.config import BenchConfig
 from forgetkit.cache import hash_payload
 
 BENCH_VERSION = 3  # bump when a change here changes what a cell computes
+# Bump when a change changes what the gold and gold-floor cells compute (their scores live in
+# forgetkit.metrics.gold): only their keys change, so the other cells stay stored.
+# 2: KLOM binned as published, epsilon windows never inverted, cap rules stored, the floor
+# at the methods' N.
+GOLD_VERSION = 2
 COLUMNS = ("scenario", "method", "seed", "split", "metric", "value")
 EXECUTORS = ("inline", "process", "ray")
 
@@ -85,6 +91,8 @@ def cell_key(config: BenchConfig, cell: Cell) -> str:
         "oracle_seeds": list(config.oracle_seeds), "gold": config.gold,
         "version": BENCH_VERSION, "forgetkit": forgetkit.__version__,
     }  # fmt: skip
+    if cell.kind in ("gold", "gold-floor"):
+        payload["gold_version"] = GOLD_VERSION
     return hash_payload(payload)[:24]
 
 

@@ -4,9 +4,11 @@ For a scenario and a method, with N = ``gold.n_models``:
 
 * **forget quality** (the NeurIPS 2023 challenge): N unlearning runs of the method from
   *one* original (seed 0; only the method's randomness varies) against N models retrained
-  on the retain set, scored by :func:`forgetkit.metrics.forget_quality`, with its retain
-  and test accuracy ratios; beside it, what a cheap loss attack sees of the first of
-  those runs (each forgotten example's loss, the median test loss);
+  on the retain set (seeds 0 to N - 1), scored by :func:`forgetkit.metrics.forget_quality`,
+  with its retain and test accuracy ratios and, per example, the rule that capped its
+  epsilon (``epsilon_cap_rule``: 0 below the cap, i + 1 for ``CAP_RULES[i]``); beside it,
+  what a cheap loss attack sees of the first of those runs (each forgotten example's loss,
+  the median test loss);
 * **KLOM** (Georgiev et al.): N originals of different seeds, each unlearned once, against
   the same N retrained models, scored per example on the forget, retain and test sets;
 * **U-LiRA** (Hayes et al.; asked for with ``scores = [..., "ulira"]``, on random-forgetting
@@ -15,10 +17,13 @@ For a scenario and a method, with N = ``gold.n_models``:
 
 Every model trains through the checkpoint cache, so a second method scored against the same
 retrained models retrains nothing. The ``gold-floor`` cell scores retraining against itself
-(one half of the retrained models against the other), the floor a perfect method reaches
-with this many models; it is reported next to every method. With N = 16 to 64 these scores
-separate a method that leaves a trace from one that does not, but not a good method from a
-mediocre one: compare with the floor, and read the per-example spread, not only the mean.
+at the methods' N: N more models retrained with other seeds (N to 2N - 1) against the very
+N retrained models (seeds 0 to N - 1) every method is scored against, so the floor costs N
+extra retrainings. It is the floor a perfect method reaches with this many models (the
+estimators' small-sample bias), reported next to every method. With N = 8 to 64 these
+scores separate a method that leaves a trace from one that does not, but not a good method
+from a mediocre one: compare with the floor, and read the per-example spread, not only the
+mean.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from forgetkit.metrics import (
     margins,
     per_sample_loss,
 )
-from forgetkit.metrics.gold import ULiRAResult, bucket_points, retrain_baseline, ulira
+from forgetkit.metrics.gold import ULiRAResult, ulira
 
 SPLITS = ("forget", "retain", "test")
 RETAIN_SAMPLE = 500  # KLOM on a fixed sample of the retain set, to bound its cost
@@ -116,7 +121,7 @@ def gold_cell(config, cell, task, device) -> list[dict[str, Any]]:
         )  # fmt: skip
         rows += [_row(cell, "forget", "forget_quality", fq.quality),
                  _row(cell, "forget", "forget_score", fq.score)]  # fmt: skip
-        rows += _summary_rows(cell, "forget", "epsilon", fq.epsilons)
+        rows += _epsilon_rows(cell, fq)
     kind = next(s.kind for s in config.scenarios if s.name == cell.scenario)
     if "ulira" in scores and kind == "random":  # defined for random forget sets only
         model_cfg, train_cfg = _recipe(config, task)
@@ -137,18 +142,28 @@ def gold_cell(config, cell, task, device) -> list[dict[str, Any]]:
     return rows
 
 
+def _epsilon_rows(cell, fq: Any) -> list[dict[str, Any]]:
+    """The epsilon's summary and per-example rows, and each example's cap rule."""
+    rows = _summary_rows(cell, "forget", "epsilon", fq.epsilons)
+    rows += [_row(cell, "forget", "epsilon_cap_rule", code, seed=i)
+             for i, code in enumerate(fq.cap_rule)]  # fmt: skip
+    return rows
+
+
 def floor_cell(config, cell, task, device) -> list[dict[str, Any]]:
+    """Retraining against itself at the methods' N: seeds N..2N-1 against seeds 0..N-1."""
     n = config.gold["n_models"]
-    retrained = oracle_models(config, task, device, seeds=range(n))
+    reference = oracle_models(config, task, device, seeds=range(n))  # what methods face
+    fresh = oracle_models(config, task, device, seeds=range(n, 2 * n))
     rows: list[dict[str, Any]] = []
     if "forget_quality" in config.gold["scores"]:
-        eps = retrain_baseline(margins(retrained, task.forget_set), "epsilon")
-        rows.append(_row(cell, "forget", "forget_quality", bucket_points(eps, n // 2).mean()))
-        rows += _summary_rows(cell, "forget", "epsilon", eps)
+        fq = forget_quality(margins(fresh, task.forget_set), margins(reference, task.forget_set))
+        rows.append(_row(cell, "forget", "forget_quality", fq.quality))
+        rows += _epsilon_rows(cell, fq)
     if "klom" in config.gold["scores"]:
         for split, data in _sets(task).items():
             rows += _summary_rows(cell, split, "klom",
-                                  retrain_baseline(margins(retrained, data), "klom"))  # fmt: skip
+                                  klom(margins(fresh, data), margins(reference, data)))  # fmt: skip
     return rows
 
 

@@ -10,8 +10,13 @@ on the forget set while *obeying* it on the retain set. With the distillation di
 
 * for the first ``msteps`` epochs only, a *max-step* pass over the forget set: one
   optimiser step per batch on ``-d(x)`` (push the student away from the teacher);
-* a *min-step* pass over the retain set: one step per batch on
+* in every epoch, a *min-step* pass over the retain set: one step per batch on
   ``gamma * CE(z_student, y) + alpha * d(x)`` (stay close to the teacher, keep accuracy).
+
+So the phases do not alternate by epoch: each of the first ``msteps`` epochs holds a max
+pass followed by a min pass, and the later epochs hold min passes only (the notebook's
+``if epoch <= args.msteps:`` before the min pass; ``small_scale_unlearning.ipynb`` at
+meghdadk/SCRUB @ 98ffb11, lines 506-520 of the notebook's JSON).
 
 This follows the official code (meghdadk/SCRUB: ``thirdparty/repdistiller/helper/loops.py``,
 ``train_distill``; ``distiller_zoo/KD.py``, ``DistillKL``; the "SCRUB Forgetting" cells of
@@ -110,8 +115,9 @@ class SCRUBHyperparameters:
 
 @register
 class SCRUB(UnlearningMethod):
-    """SCRUB: teacher-student unlearning by alternating max-steps on the forget set and
-    min-steps on the retain set (module docstring).
+    """SCRUB: teacher-student unlearning; each of the first ``msteps`` epochs runs a
+    max-step pass on the forget set, then a min-step pass on the retain set, and the later
+    epochs run min-step passes only (module docstring).
 
     Needs the forget and the retain set. Seeded: batch orders come from a CPU generator
     seeded by ``seed`` and dropout from the seeded global state, so the same seed gives the

@@ -34,11 +34,18 @@ per-sample Fisher its paper describes. :class:`SSD` offers both, through ``impor
 
 A consequence of the rule to know before choosing ``alpha``: since D contains D_f, the
 per-sample ``I_D = (n_r I_r + n_f I_f) / n`` is at least ``(n_f / n) I_f``, so *nothing* can
-be selected once the forget set is a fraction ``1 / alpha`` of the training data or more
-(with the default ``alpha = 10``: a whole class of a balanced 10-class data set). The
-batch importances obey the same bound up to how the batches fall at the retain/forget
-boundary. The official experiments forget classes of CIFAR-20 and CIFAR-100 (5% and 1% of
-the data), and random samples, well below it.
+be selected once ``alpha * n_f / n >= 1``, i.e. once the forget set is a fraction
+``1 / alpha`` of the training data or more (with the default ``alpha = 10``: a whole class
+of a balanced 10-class data set). The batch importance obeys this bound only
+approximately. With ``B_f`` forget batches among the ``B_D`` batches of D, ``I_D`` is at
+least ``(B_f / B_D) I_f`` only if D's batches that hold the forget set are the forget
+loader's batches; the bound then reads ``alpha * B_f / B_D < 1``. But D is the retain set
+followed by the forget set, cut into batches from the start, so unless ``n_r`` is a
+multiple of the batch size one batch straddles the boundary and every later batch mixes
+differently from the forget loader's: a batch mean can cancel what the forget batch alone
+shows, and weights can be selected above the bound (a few, in practice). The official
+experiments forget classes of CIFAR-20 and CIFAR-100 (5% and 1% of the data), and random
+samples, well below it.
 """
 
 from __future__ import annotations
@@ -78,8 +85,12 @@ class SSDHyperparameters:
         batch_size: samples per mini-batch of the importance passes. Official 128 for both
             loaders in random forgetting (``-b`` default, ``src/forget_random_main.py``, line
             57, and the forget loader's hard-coded 128, line 120); 64 in full-class and
-            sub-class forgetting. With ``importance="sample"`` it changes nothing but speed
-            and memory.
+            sub-class forgetting (``-b`` default, ``src/forget_full_class_main.py``, line 58,
+            and ``src/forget_subclass_main.py``, line 60, used by both importance loaders,
+            lines 152-157 and 144-150; if-loops/selective-synaptic-dampening @ cdfdc0e).
+            The default here is the random-forgetting one: pass 64 to run a class or
+            sub-class request as the official scripts do. With ``importance="sample"`` it
+            changes nothing but speed and memory.
     """
 
     alpha: float = param(10.0, float, gt=0)

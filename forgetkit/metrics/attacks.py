@@ -101,7 +101,10 @@ def mia_loss_cv(
     of the smaller, so the classes are balanced (the kit shuffles the forget losses and keeps
     as many as there are test losses). Attack: ``LogisticRegression()`` with sklearn's
     defaults, scored by ``StratifiedShuffleSplit(n_splits=10)`` cross-validation, whose
-    default ``test_size`` of 0.1 the kit keeps; returns the mean cross-validated accuracy.
+    default ``test_size`` of 0.1 the kit keeps (unlearning-challenge/starting-kit @ 901e784,
+    ``unlearning-CIFAR10.ipynb``, lines 546-547 of the notebook's JSON): ten independent,
+    stratified random 90/10 splits, whose test parts may overlap, not the disjoint folds
+    of 10-fold cross-validation. Returns the mean accuracy over the ten test parts.
 
     What the score means: how well the forget set's losses can be told apart from unseen
     data's, *in either direction*. 0.5 means indistinguishable; a higher score does **not**

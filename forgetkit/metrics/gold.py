@@ -13,7 +13,8 @@ book's notes; the papers themselves could be read only in part):
 * :func:`~forgetkit.metrics.ulira`, the per-example likelihood-ratio attack of Hayes et al.
   (arXiv 2403.01218), with LiRA's Gaussian fit (tensorflow/privacy ``mi_lira_2021``);
 * :func:`~forgetkit.metrics.klom`, the binned KL divergence of margins of Georgiev et al.
-  (arXiv 2410.23232), as the EasyDUB benchmark computes it.
+  (arXiv 2410.23232), binned exactly as the EasyDUB benchmark does it
+  (easydub/EasyDUB-code @ 5de3c4c, ``easydub/eval.py``, lines 24-47).
 
 All three take the statistic of :func:`~forgetkit.metrics.logit_margin` (LiRA's
 logit-scaled confidence, which is also KLOM's margin), as arrays of shape
@@ -22,8 +23,15 @@ and ``searchsorted``; no Python loop over examples or thresholds) and run on the
 seconds for the sizes a book chapter uses.
 
 Small numbers of models limit what these scores can show; every function's docstring says
-how, and :func:`~forgetkit.metrics.retrain_baseline` measures the floor by scoring one half
-of the retrained models against the other.
+how, and :func:`~forgetkit.metrics.retrain_baseline` measures the floor: N more retrained
+models scored against the N that the methods are scored against (with ``reference=``), so
+that the floor and the methods share N; without a reference it can only split one pool in
+halves, the floor at N/2.
+
+Both populations must hold as many models: the challenge's scorer pairs them by position
+(google-deepmind/unlearning_evaluation @ ffae0ff, ``metric.py``, lines 320-321, a
+``np.where`` over the two arrays) and EasyDUB asserts equal shapes (``easydub/eval.py``,
+line 61), so neither defines a score for unequal counts.
 """
 
 from __future__ import annotations
@@ -44,6 +52,12 @@ DELTA = 1e-5
 EPSILON_CAP = 50.0
 THRESHOLDS_PER_UNIT = 100
 WINDOW_BUFFER = 2.0
+# Why an example's epsilon sits at the cap (code i + 1; 0: below the cap), in the order the
+# official code tests them: the spread guard first (``metric.py``, lines 184-200), then a
+# perfect split by one threshold (the two ranges do not overlap), then a perfect split by a
+# window around the less spread population only (the ranges overlap, or nearly touch, but
+# every value of one lies inside a window that holds no value of the other).
+CAP_RULES = ("spread", "separated", "window")
 
 
 # --------------------------------------------------------------------------- the statistic
@@ -95,6 +109,10 @@ def _population(values: Any, name: str) -> np.ndarray:
 
 def _pair(a: Any, b: Any, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
     a, b = _population(a, names[0]), _population(b, names[1])
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"{names[0]} has {a.shape[0]} models but {names[1]} has {b.shape[0]}; "
+                         "the official scorers pair the two populations and need as many "
+                         "models in each")  # fmt: skip
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"{names[0]} covers {a.shape[1]} examples but {names[1]} covers "
                          f"{b.shape[1]}")  # fmt: skip
@@ -110,9 +128,15 @@ def _count_at_least(sorted_vals: Tensor, t: Tensor) -> Tensor:
 
 
 def _count_between(sorted_vals: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
-    """Per row, how many of ``sorted_vals`` lie in ``[lo, hi]``."""
+    """Per row, how many of ``sorted_vals`` lie in ``[lo, hi]``; 0 where ``lo > hi``.
+
+    The official window family has left edges up to ``right - width + 2`` (``metric.py``,
+    line 90), above the right edge whenever the width is under 2; its indicator
+    ``lo <= c <= hi`` then holds for no value. The difference of two ``searchsorted``
+    counts would be negative there, hence the floor at 0.
+    """
     right = torch.searchsorted(sorted_vals, hi.contiguous(), side="right")
-    return right - torch.searchsorted(sorted_vals, lo.contiguous(), side="left")
+    return (right - torch.searchsorted(sorted_vals, lo.contiguous(), side="left")).clamp(min=0)
 
 
 def _grid(lo: Tensor, hi: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
@@ -129,7 +153,7 @@ def _grid(lo: Tensor, hi: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
 
 def _epsilon_from_rates(
     fpr: Tensor, fnr: Tensor, mask: Tensor, delta: float
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """The challenge's per-threshold epsilon, maximised over each row's valid thresholds.
 
     ``FPR + e^eps FNR >= 1 - delta`` in both directions; a perfect split (both rates 0) is
@@ -144,7 +168,8 @@ def _epsilon_from_rates(
         eps = torch.fmax(a, b).clamp(min=0)  # fmax ignores a NaN on one side
     eps = torch.where(perfect, torch.full_like(eps, math.inf), eps)
     valid = mask & ~one_zero & ~torch.isnan(eps)
-    return torch.where(valid, eps, torch.full_like(eps, -math.inf)).amax(dim=1), valid.any(1)
+    best = torch.where(valid, eps, torch.full_like(eps, -math.inf)).amax(dim=1)
+    return best, valid.any(1), (valid & perfect).any(1)
 
 
 def per_example_epsilon(
@@ -159,32 +184,54 @@ def per_example_epsilon(
     population is the one
     with the larger median; two families of tests are tried: one threshold (positive above
     it) over ``ceil(100 * range)`` values, and a window around the less spread population
-    (``ceil(100 * span)`` right edges times 400 left edges). A population whose range is
-    under 1% of the other's gets the cap straight away (the official guard: a deterministic
-    unlearner, or a nearly constant retrain, scores the worst). Follows
-    ``metric.py:_get_epsilons`` of the challenge's code; rates are counted exactly here
-    (the official code averages float32 indicators), which can differ in the last digit.
+    (``ceil(100 * span)`` right edges times 400 left edges). Follows ``_get_epsilons`` of the
+    challenge's code (google-deepmind/unlearning_evaluation @ ffae0ff, ``metric.py``, lines
+    64-301); rates are counted exactly here (the official code averages float32
+    indicators), which can differ in the last digit.
+
+    An epsilon reaches the cap of 50 by one of three rules (:data:`CAP_RULES`, reported per
+    example by :func:`~forgetkit.metrics.forget_quality`): ``"spread"``, one population's
+    range is under 1% of the other's (the official guard, ``metric.py``, lines 184-200: a
+    deterministic unlearner, or a nearly constant retrain, scores the worst, even where
+    the two populations overlap); ``"separated"``, one threshold puts every model of one
+    population above every model of the other; ``"window"``, no threshold of the grid
+    splits them (the ranges overlap, or lie closer than its step of about 0.01), but a
+    window around the less spread population holds all of it and none of the other.
+    Only the last two mean that the two sets of outputs can be told apart perfectly.
 
     With N models no finite epsilon above about ``ln(N - 1)`` can be observed, and
     identical populations still score well above 0 (the maximum over thousands of tail
-    thresholds): compare with :func:`~forgetkit.metrics.retrain_baseline`.
+    thresholds): compare with :func:`~forgetkit.metrics.retrain_baseline`. Where no
+    threshold survives (e.g. two equal constant populations, whose 0/0 spread ratio skips
+    the guard), the official code fails an assertion (``metric.py``, line 285) and this
+    function raises ``ValueError``.
     """
+    return _epsilons(unlearned, retrained, delta, budget)[0]
+
+
+def _epsilons(unlearned: Any, retrained: Any, delta: float,
+              budget: int = 2**22) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per-example epsilon and the code of the rule that capped it (0: below the cap)."""
     u, r = _pair(unlearned, retrained, ("unlearned", "retrained"))
     n = u.shape[1]
     out = np.empty(n)
+    rules = np.zeros(n, dtype=np.int64)
     # Examples go in chunks whose window grids hold about ``budget`` thresholds in all.
     span = np.maximum(u.max(0) - u.min(0), r.max(0) - r.min(0)).max() + 2 * WINDOW_BUFFER
     per_example = (span * THRESHOLDS_PER_UNIT + 1) * 2 * WINDOW_BUFFER * THRESHOLDS_PER_UNIT
     chunk = max(1, int(budget // per_example))
     for start in range(0, n, chunk):
         cols = slice(start, min(start + chunk, n))
-        out[cols] = _epsilon_chunk(torch.from_numpy(u[:, cols].T.copy()),
-                                   torch.from_numpy(r[:, cols].T.copy()), delta)  # fmt: skip
-    return np.clip(out, 0, EPSILON_CAP)
+        u_cols = torch.from_numpy(u[:, cols].T.copy())
+        out[cols], rules[cols] = _epsilon_chunk(u_cols, torch.from_numpy(r[:, cols].T.copy()),
+                                                delta)  # fmt: skip
+    out = np.clip(out, 0, EPSILON_CAP)
+    rules[out < EPSILON_CAP] = 0
+    return out, rules
 
 
-def _epsilon_chunk(u: Tensor, r: Tensor, delta: float) -> np.ndarray:
-    """Rows are examples, columns models."""
+def _epsilon_chunk(u: Tensor, r: Tensor, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows are examples, columns models; the epsilons and their cap-rule codes."""
     # numpy's median (torch's is the lower middle value), as the official code takes.
     retrain_pos = torch.from_numpy(np.median(r.numpy(), 1) > np.median(u.numpy(), 1))
     pos = torch.where(retrain_pos[:, None], r, u).sort(dim=1).values
@@ -202,7 +249,8 @@ def _epsilon_chunk(u: Tensor, r: Tensor, delta: float) -> np.ndarray:
     t, mask_a = _grid(lo, hi, counts)
     tpr = _count_at_least(pos, t) / n_pos
     fpr = _count_at_least(neg, t) / n_neg
-    eps_a, ok_a = _epsilon_from_rates(fpr, 1 - tpr, mask_a & (counts[:, None] > 0), delta)
+    eps_a, ok_a, perfect_a = _epsilon_from_rates(fpr, 1 - tpr, mask_a & (counts[:, None] > 0),
+                                                 delta)  # fmt: skip
 
     # Family B: a window [l, r] as wide as the less spread population ("peaky"), which is
     # called positive (on equal ranges the two swap, as in the official code).
@@ -225,21 +273,33 @@ def _epsilon_chunk(u: Tensor, r: Tensor, delta: float) -> np.ndarray:
     mask_b = mask_r[:, :, None].expand(-1, -1, n_left).reshape(rows, -1)
     tpr_b = _count_between(p, lefts, rights_b) / p.shape[1]
     fpr_b = _count_between(q, lefts, rights_b) / q.shape[1]
-    eps_b, ok_b = _epsilon_from_rates(fpr_b, 1 - tpr_b, mask_b, delta)
+    eps_b, ok_b, perfect_b = _epsilon_from_rates(fpr_b, 1 - tpr_b, mask_b, delta)
 
     eps = torch.maximum(eps_a, eps_b)
     if bool((~(ok_a | ok_b) & ~peaky).any()):
         raise ValueError(
             "no threshold gave a finite or infinite epsilon for some example (too few "
-            "models to tell the populations apart); use more models"
+            "models to tell the populations apart, or two equal constant populations); "
+            "use more models"
         )
     eps = torch.where(peaky, torch.full_like(eps, EPSILON_CAP), eps)
-    return eps.numpy()
+    rules = torch.where(peaky, 1, torch.where(perfect_a, 2, torch.where(perfect_b, 3, 0)))
+    return eps.numpy(), rules.numpy()
+
+
+def bucket_count(n_models: int) -> int:
+    """How many buckets of width 0.5 earn points with N models per side:
+    ``2 * ceil(ln(N - 1))`` (``metric.py``, lines 327-339): 14 at the official N = 512, 4 at
+    N = 8, 10 at N = 64. Fewer buckets, coarser scores."""
+    if not isinstance(n_models, int) or isinstance(n_models, bool) or n_models < 3:
+        raise ValueError(f"n_models must be an integer >= 3 (ln(N-1) > 0), got {n_models!r}")
+    return 2 * math.ceil(math.log(n_models - 1))
 
 
 def bucket_points(epsilons: Any, n_models: int) -> np.ndarray:
     """The challenge's points per example: ``2^-k`` for epsilon in ``[k/2, (k+1)/2)``, for
-    buckets below ``ceil(ln(N - 1))``; nothing at or above (the cap included)."""
+    the :func:`bucket_count` buckets below ``ceil(ln(N - 1))``; nothing at or above (the cap
+    included)."""
     if n_models < 3:
         raise ValueError(f"n_models must be at least 3 (ln(N-1) > 0), got {n_models}")
     eps = np.asarray(epsilons, dtype=np.float64)
@@ -250,12 +310,20 @@ def bucket_points(epsilons: Any, n_models: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ForgetQuality:
-    """The challenge's forget quality and final score, with the per-example epsilons."""
+    """The challenge's forget quality and final score, with the per-example epsilons and
+    the rule that capped each capped one."""
 
     epsilons: np.ndarray  # per forget example, in [0, 50]
     quality: float  # mean bucket points, in [0, 1]; 1 = indistinguishable from retraining
     score: float  # quality x retain-accuracy ratio x test-accuracy ratio (unclipped)
     n_models: int
+    cap_rule: np.ndarray | None = None  # per example: 0 below the cap, i + 1 for CAP_RULES[i]
+
+    def cap_counts(self) -> dict[str, int]:
+        """How many examples each rule of :data:`CAP_RULES` put at the cap."""
+        if self.cap_rule is None:
+            raise ValueError("this ForgetQuality was built without cap_rule")
+        return {name: int((self.cap_rule == i + 1).sum()) for i, name in enumerate(CAP_RULES)}
 
     def summary(self) -> dict[str, float]:
         """Mean, median, 95th percentile and worst decile of the epsilons, and the scores."""
@@ -284,9 +352,10 @@ def forget_quality(
     ratio of mean retain accuracy (unlearned over retrained) and of mean test accuracy, each
     given as ``(unlearned accuracies, retrained accuracies)`` (ratios of 1 when omitted).
     A deterministic method scores F = 0 by construction (the peakiness guard).
+    ``cap_rule`` says, per example, which rule of :data:`CAP_RULES` put it at the cap.
     """
     u, r = _pair(unlearned, retrained, ("unlearned", "retrained"))
-    eps = per_example_epsilon(u, r, delta=delta)
+    eps, rules = _epsilons(u, r, delta)
     quality = float(bucket_points(eps, u.shape[0]).mean())
     score = quality
     for name, pair in (("retain_accuracy", retain_accuracy), ("test_accuracy", test_accuracy)):
@@ -295,10 +364,21 @@ def forget_quality(
         if len(pair) != 2:
             raise ValueError(f"{name} must be (unlearned accuracies, retrained accuracies)")
         score *= float(np.mean(pair[0])) / float(np.mean(pair[1]))
-    return ForgetQuality(eps, quality, score, u.shape[0])
+    return ForgetQuality(eps, quality, score, u.shape[0], rules)
 
 
 # --------------------------------------------------------------------------- KLOM
+
+
+def _linspace_rows(lo: Tensor, hi: Tensor, num: int) -> Tensor:
+    """Row i: ``np.linspace(lo[i], hi[i], num)`` to the bit (``j * step + lo``, then the last
+    point set to ``hi``), which the official KLOM's bins rest on."""
+    j = torch.arange(num, dtype=torch.float64)[None, :]
+    delta = (hi - lo)[:, None]
+    step = delta / (num - 1)
+    y = torch.where(step == 0, j / (num - 1) * delta, j * step) + lo[:, None]
+    y[:, -1] = hi
+    return y
 
 
 def klom(
@@ -308,45 +388,55 @@ def klom(
     bins: int = 20,
     clip: float = 100.0,
     eps: float = 1e-5,
-    include_top_edge: bool = True,
+    include_top_edge: bool = False,
 ) -> np.ndarray:
     """Per-example KL(unlearned || oracle) between binned margin distributions (KLOM).
 
     ``unlearned``: margins of N models, each a *different* original unlearned once (so the
-    distribution integrates over training randomness); ``oracle``: margins of models
+    distribution integrates over training randomness); ``oracle``: margins of N models
     retrained without the forget set; both ``(models, examples)``. Per example: clip to
     ``[-clip, clip]``, ``bins`` equal bins over the joint range, probabilities of each
-    population, and ``sum p log(p / max(q, eps))`` where ``p > 0`` (EasyDUB's estimator; the
-    direction is unlearned to oracle, as EasyDUB computes it; DUB's driver swaps it).
+    population, and ``sum p log(p / max(q, eps))`` where ``p > 0`` (EasyDUB's estimator,
+    easydub/EasyDUB-code @ 5de3c4c, ``easydub/eval.py``, lines 24-47; the direction is
+    unlearned to oracle, as EasyDUB computes it; DUB's driver swaps it).
 
-    ``include_top_edge=False`` reproduces the official binning exactly, which drops values
-    equal to the joint maximum (``np.digitize`` puts them past the last bin; a population
-    sitting entirely at the maximum then scores 0); the default counts them in the last bin.
-    Disjoint populations saturate at about ``ln(1/eps)`` = 11.5; with few models the
-    estimate of identical populations is biased well above 0 (see
-    :func:`~forgetkit.metrics.retrain_baseline`).
+    The default bins exactly as the published code does: edges ``np.linspace(min, max,
+    bins + 1)`` and ``np.digitize``, which puts a value equal to the joint maximum past the
+    last bin, so each example's largest margin is dropped (one value of 2N; a population
+    sitting entirely at the maximum has no mass and scores 0, with a warning here).
+    ``include_top_edge=True`` counts the maximum in the last bin instead (``np.histogram``'s
+    rule), a variant that is not the published KLOM. Disjoint populations saturate at about
+    ``ln(1/eps)`` = 11.5; with few models the estimate of identical populations is biased
+    well above 0 (see :func:`~forgetkit.metrics.retrain_baseline`).
     """
     u, o = _pair(unlearned, oracle, ("unlearned", "oracle"))
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"klom: bins must be an integer >= 1, got {bins!r}")
     u = torch.from_numpy(np.clip(u, -clip, clip).T.copy())
     o = torch.from_numpy(np.clip(o, -clip, clip).T.copy())
     both = torch.cat([u, o], dim=1)
     lo, hi = both.min(dim=1).values, both.max(dim=1).values
-    hi = torch.where(hi == lo, lo + 1, hi)
-    edges, _ = _grid(lo, hi, torch.full_like(lo, bins + 1, dtype=torch.long))
+    hi = torch.where(hi <= lo, lo + 1.0, hi)
+    edges = _linspace_rows(lo, hi, bins + 1).contiguous()
 
-    def probabilities(x: Tensor) -> Tensor:
-        idx = torch.searchsorted(edges.contiguous(), x.contiguous(), side="right")  # digitize
+    def probabilities(x: Tensor) -> tuple[Tensor, Tensor]:
+        idx = torch.searchsorted(edges, x.contiguous(), side="right")  # np.digitize
         if include_top_edge:
             idx = idx.clamp(max=bins)
         counts = torch.zeros(len(x), bins + 2, dtype=torch.float64)
         counts.scatter_add_(1, idx, torch.ones_like(x))
         kept = counts[:, 1 : bins + 1]
         total = kept.sum(dim=1, keepdim=True)
-        return torch.where(total > 0, kept / total.clamp(min=1), torch.zeros_like(kept))
+        probs = torch.where(total > 0, kept / total.clamp(min=1), torch.zeros_like(kept))
+        return probs, total.squeeze(1) == 0
 
-    p, q = probabilities(u), probabilities(o)
+    (p, empty_p), (q, empty_q) = probabilities(u), probabilities(o)
+    empty = int((empty_p | empty_q).sum())
+    if empty:
+        warnings.warn(f"klom: for {empty} example(s) every margin of one population equals "
+                      "the joint maximum, which the published binning drops; their KLOM is "
+                      "computed without that population (include_top_edge=True keeps it)",
+                      stacklevel=2)  # fmt: skip
     terms = torch.where(p > 0, p * torch.log(p / q.clamp(min=eps)), torch.zeros_like(p))
     return terms.sum(dim=1).numpy()
 
@@ -458,19 +548,30 @@ def _roc_summary(score: np.ndarray, label: np.ndarray) -> tuple[float, float, fl
 # --------------------------------------------------------------------------- floors
 
 
-def retrain_baseline(retrained: Any, score: str = "klom", *, seed: int = 0) -> np.ndarray:
-    """The score of retraining against itself: one random half of the retrained models
-    scored against the other half. It is the floor that a perfect method reaches with this
+def retrain_baseline(
+    retrained: Any, score: str = "klom", *, reference: Any = None, seed: int = 0
+) -> np.ndarray:
+    """The score of retraining against itself: the floor a perfect method reaches with this
     many models (the estimators' small-sample bias), to be shown next to every method's
-    score. ``score`` is ``"klom"`` or ``"epsilon"``; per-example values are returned."""
+    score. ``score`` is ``"klom"`` or ``"epsilon"``; per-example values are returned.
+
+    With ``reference`` (the N retrained models every method is scored against), the N models
+    of ``retrained``, retrained with other seeds, are scored against it: the floor at the
+    methods' N, which needs 2N retrained models in all. Without it, one random half of
+    ``retrained`` is scored against the other: the floor at N/2 models per side, which is
+    not the floor at N (both estimators depend on N), so it is comparable only with methods
+    scored at N/2 per side.
+    """
     r = _population(retrained, "retrained")
-    if r.shape[0] < 4:
-        raise ValueError(f"retrain_baseline needs at least 4 retrained models, got {r.shape[0]}")
-    order = np.random.default_rng(seed).permutation(r.shape[0])
-    half = r.shape[0] // 2
-    a, b = r[order[:half]], r[order[half : 2 * half]]
-    if score == "klom":
-        return klom(a, b)
-    if score == "epsilon":
-        return per_example_epsilon(a, b)
-    raise ValueError(f"score must be 'klom' or 'epsilon', got {score!r}")
+    if score not in ("klom", "epsilon"):
+        raise ValueError(f"score must be 'klom' or 'epsilon', got {score!r}")
+    if reference is not None:
+        a, b = _pair(r, reference, ("retrained", "reference"))
+    else:
+        if r.shape[0] < 4:
+            raise ValueError(f"retrain_baseline needs at least 4 retrained models, got "
+                             f"{r.shape[0]}")  # fmt: skip
+        order = np.random.default_rng(seed).permutation(r.shape[0])
+        half = r.shape[0] // 2
+        a, b = r[order[:half]], r[order[half : 2 * half]]
+    return klom(a, b) if score == "klom" else per_example_epsilon(a, b)
