@@ -231,7 +231,7 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> BenchConfig:
 
     gold = dict(raw.get("gold", {}))
     n_models = gold.setdefault("n_models", 0)
-    # At least 8: the floor splits the retrained models in halves, each needing 4.
+    # At least 8 models per side; the floor retrains as many again and scores them against these.
     if not isinstance(n_models, int) or isinstance(n_models, bool) or n_models < 0 or (
             0 < n_models < 8):  # fmt: skip
         raise ConfigError(f"{where}: gold.n_models must be 0 (off) or an integer >= 8, got "

@@ -15,8 +15,10 @@ from forgetkit.metrics.attacks import (
 )
 from forgetkit.metrics.divergence import activation_distance, js_divergence, l1_distance, model_js
 from forgetkit.metrics.gold import (
+    CAP_RULES,
     ForgetQuality,
     ULiRAResult,
+    bucket_count,
     bucket_points,
     distribution_summary,
     forget_quality,
@@ -54,6 +56,7 @@ from forgetkit.metrics.report import (
 from forgetkit.metrics.tug_of_war import tow
 
 __all__ = [
+    "CAP_RULES",
     "COLUMNS",
     "DEFAULT_METRICS",
     "METRIC_CARDS",
@@ -63,6 +66,7 @@ __all__ = [
     "accuracy",
     "accuracy_from_logits",
     "activation_distance",
+    "bucket_count",
     "bucket_points",
     "distribution_summary",
     "entropy",
