@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from forgetkit.methods import JiT, get_method
-from forgetkit.methods.jit import lipschitz_ratios, lipschitz_ratios_loop, perturb
-from forgetkit.models import ModelConfig
+from forgetkit.data import Samples
+from forgetkit.methods import JiT, get_method, jit
+from forgetkit.methods.base import ForgetData
+from forgetkit.methods.jit import (
+    DegeneratePerturbationWarning,
+    choose_path,
+    lipschitz_ratios,
+    lipschitz_ratios_loop,
+    perturb,
+)
+from forgetkit.models import ModelConfig, build_model
 from forgetkit.scenarios import forget_class
 from forgetkit.train import TrainConfig, train_original
 
@@ -46,6 +55,129 @@ def _same(a, b):
     return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
+def _bn_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+        nn.Linear(48, 8), nn.BatchNorm1d(8, momentum=None), nn.ReLU(), nn.Linear(8, 3),
+    )  # fmt: skip
+
+
+def _official_loop(model, x_all, *, sigma, lr, n_samples, batch_size, seed, batched=False):
+    """An independent JiT with the structure of the official ``Lipschitz.modify_weight``
+    (jwf40/Information-Theoretic-Unlearning c967614, src/lipschitz.py:278-319): training
+    mode, gradients zeroed once, per batch one clean pass then one pass per perturbation,
+    clamp to the batch's range, the ratios summed over the batch and averaged over the
+    perturbations. The noise is drawn as forgetkit draws it (one ``(N, B, ...)`` tensor per
+    batch from a CPU generator seeded with ``seed``). ``batched=True`` sends all perturbed
+    images through one pass instead: the computation forgetkit used to make."""
+    model = copy.deepcopy(model).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt.zero_grad()
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, len(x_all), batch_size):
+        x = x_all[start : start + batch_size]
+        noise = sigma * torch.randn((n_samples, *x.shape), generator=gen)
+        out = model(x)
+        moved = [torch.clamp(x + noise[j], min=x.min(), max=x.max()) for j in range(n_samples)]
+        with torch.no_grad():
+            outs = model(torch.cat(moved)).split(len(x)) if batched else [model(m) for m in moved]
+        loss = torch.tensor(0.0)
+        for m, out2 in zip(moved, outs, strict=True):
+            in_norm = torch.linalg.vector_norm((x - m).reshape(len(x), -1), dim=1)
+            loss = loss + (torch.linalg.vector_norm(out - out2, dim=1) / in_norm).sum()
+        (loss / n_samples).backward()
+        opt.step()
+    return model
+
+
+def _close_states(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], rtol=2e-5, atol=1e-6, msg=key)
+
+
+def _largest_gap(a, b):
+    pairs = zip(a.parameters(), b.parameters(), strict=True)
+    return max(float((p - q).detach().abs().max()) for p, q in pairs)
+
+
+@pytest.mark.parametrize("net", ["bn_net", "vgg_small", "mlp"])
+def test_official_mode_equals_the_official_loop_on_batch_norm_networks(net):
+    if net == "bn_net":
+        model, (x, _) = _bn_net(), _data(40)
+    elif net == "mlp":  # no batch norm: the naive batching is the same computation there
+        model, (x, _) = _mlp(), _data(40)
+    else:
+        model = build_model(ModelConfig("vgg_small", (3, 16, 16), 10, {"width": 0.25}), seed=0)
+        x = torch.randn(20, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    settings = {"sigma": 0.3, "lr": 0.05, "n_samples": 6, "batch_size": 16}
+    official = _official_loop(model, x, seed=3, **settings)
+    naive = _official_loop(model, x, seed=3, batched=True, **settings)
+    # the test can fail: with batch norm, one pass over all N*B perturbed images is a
+    # different computation
+    if net == "mlp":
+        _close_states(naive, official)
+    else:
+        assert _largest_gap(official, naive) > 1e-3
+    assert _largest_gap(official, model) > 1e-2  # and the weights did move
+    for path in ("batched", "loop"):
+        result = get_method("jit", path=path, **settings).unlearn(model, (x, torch.zeros(len(x))
+                                                                    .long()), seed=3)  # fmt: skip
+        assert result.details["path"] == path
+        _close_states(result.model, official)  # weights and running statistics
+
+
+def test_batched_path_in_uneven_chunks_equals_the_loop(monkeypatch):
+    monkeypatch.setattr(jit, "_CHUNK_ELEMENTS", 4 * 16 * 12)  # 4 perturbations a pass: 4 + 2
+    model, (x, _) = _bn_net(), _data(40)
+    settings = {"sigma": 0.3, "lr": 0.05, "n_samples": 6, "batch_size": 16}
+    official = _official_loop(model, x, seed=3, **settings)
+    result = get_method("jit", path="batched", **settings).unlearn(model, _data(40), seed=3)
+    _close_states(result.model, official)
+
+
+def test_auto_path_picks_by_network_and_keeps_the_result():
+    conv = build_model(ModelConfig("small_cnn", (1, 8, 8), 3, {}), seed=0)
+    assert choose_path(_mlp()) == "batched" and choose_path(conv) == "loop"
+    model, data = _bn_net(), _data(40)
+    auto = get_method("jit", lr=0.05, sigma=0.3, batch_size=16).unlearn(model, data, seed=1)
+    loop = get_method("jit", lr=0.05, sigma=0.3, batch_size=16, path="loop").unlearn(
+        model, data, seed=1
+    )
+    assert auto.details["path"] == choose_path(model)
+    _close_states(auto.model, loop.model)
+
+
+def test_a_degenerate_perturbation_contributes_nothing_and_warns():
+    x, y = _data(8)
+    x[0] = 0.7  # a constant image: the per-image clamp leaves it where it is
+    noise = 0.3 * torch.randn(5, *x.shape, generator=torch.Generator().manual_seed(0))
+    dropped = _mlp(dropout=True).train()  # the outputs change even though the input does not
+    ratios = lipschitz_ratios(dropped, x, noise, clamp="image").detach()
+    assert float(ratios[0]) == 0.0 and bool((ratios[1:] > 0).all())
+    assert float(ratios.max()) < 1e3  # without the guard: out_norm / 1e-12, about 1e12
+    method = get_method("jit", lr=0.01, mode="official", clamp="image")
+    with pytest.warns(DegeneratePerturbationWarning, match="^jit: 25 of 200 perturbations left"):
+        result = method.unlearn(dropped, (x, y), seed=0)
+    assert result.details["degenerate"] == 25  # N = 25 for the constant image
+    assert _largest_gap(result.model, dropped) < 1.0
+    with warnings.catch_warnings():  # no constant image, no warning
+        warnings.simplefilter("error", DegeneratePerturbationWarning)
+        method.unlearn(dropped, (x[1:], y[1:]), seed=0)
+
+
+def test_default_order_is_the_given_order_as_in_the_official_loaders():
+    model, (x, y) = _mlp(), _data(40)
+    assert JiT.Hyperparameters().shuffle is False
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(5))
+    given = get_method("jit", lr=0.01, batch_size=16).unlearn(model, (x, y), seed=0)
+    again = get_method("jit", lr=0.01, batch_size=16).unlearn(model, (x, y), seed=0)
+    permuted = get_method("jit", lr=0.01, batch_size=16).unlearn(model, (x[perm], y[perm]), seed=0)
+    assert _same(given.model, again.model) and not _same(given.model, permuted.model)
+
+
 @pytest.fixture(scope="module")
 def trained(mnist_small, one_thread):
     task = forget_class(mnist_small, 3)
@@ -59,10 +191,16 @@ def test_zero_shot_needs_and_reads_only_the_forget_images():
     assert JiT.needs == frozenset({"forget"}) and JiT.uses == frozenset()
     model, (x, y) = _mlp(), _data()
     alone = get_method("jit", lr=0.01).unlearn(model, (x, y))
-    poisoned = get_method("jit", lr=0.01).unlearn(model, (x, y), Untouchable())
+    with_retain = get_method("jit", lr=0.01).unlearn(model, (x, y), _data(30, seed=9))
     relabelled = get_method("jit", lr=0.01).unlearn(model, (x, (y + 1) % 3))
-    assert _same(alone.model, poisoned.model) and _same(alone.model, relabelled.model)
+    assert _same(alone.model, with_retain.model) and _same(alone.model, relabelled.model)
     assert not _same(alone.model, model)
+    # the update itself never touches the retain set (the base class's utility check may
+    # read a probe of it, so the stand-in goes straight to the method's step)
+    work = copy.deepcopy(model)
+    data = ForgetData(forget=Samples(x, y), retain=Untouchable(), seed=0)
+    JiT(lr=0.01)._unlearn(work, data, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert _same(work, alone.model)
 
 
 def test_estimate_is_zero_for_a_constant_function():
@@ -194,6 +332,7 @@ def test_callers_model_untouched_and_same_seed_same_result():
         ({"mode": "fast"}, "mode must be one of .* got 'fast'"),
         ({"clamp": "pixel"}, "clamp must be one of .* got 'pixel'"),
         ({"reduction": "max"}, "reduction must be one of .* got 'max'"),
+        ({"path": "fast"}, "path must be one of .* got 'fast'"),
     ],
 )
 def test_bad_hyperparameters_are_rejected_by_name(kwargs, match):
