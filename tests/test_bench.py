@@ -126,10 +126,11 @@ def test_grid_runs_resumes_and_writes_a_tidy_table(tiny, tmp_path, monkeypatch):
     df = bench.run(config, out, progress=False, csv=True)
     assert list(df.columns) == list(bench.COLUMNS)
     cells = bench.plan(config)
-    assert len(cells) == 2 + 2 * 2 * 2  # oracles, then scenario x method x seed
+    assert len(cells) == 2 + 2 * 2 + 2 * 2 * 2  # oracles, originals x seed, then x method
     assert len(list((out / "cells").glob("*.json"))) == len(cells)
-    assert set(df["method"]) == {"retrain", "finetune", "neggrad"}
+    assert set(df["method"]) == {"retrain", "original", "finetune", "neggrad"}
     assert (df[df["metric"] == "peak_mib"]["method"] != "retrain").all()
+    assert len(df[(df["method"] == "original") & (df["metric"] == "tow")]) == 2 * 2
     assert (out / "results.parquet").exists() and (out / "results.csv").exists()
     provenance = (out / "provenance.json").read_text()
     assert '"profile": "tiny"' in provenance and "cell_seconds" in provenance

@@ -4,6 +4,9 @@ A run is a list of *cells*, each a pure function of the config and its own coord
 
 * ``oracle``: one per scenario, the models retrained without the forget set (the
   yardstick every other cell is scored against) and their own metric rows;
+* ``original``: one per scenario and seed: the original model (trained with that seed,
+  without any method's training hooks), evaluated like the methods as method
+  ``"original"``, so every table shows where the methods started;
 * ``method``: one per scenario, method and seed: the original trained with that seed
   (through the checkpoint cache, with the method's training hooks), unlearned with that
   seed, scored against the oracle; its time (the unlearning alone, preprocessing such as a
@@ -39,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forgetkit.bench.config import BenchConfig
+from forgetkit.bench.config import BenchConfig, is_reference, own_fingerprint
 from forgetkit.cache import hash_payload
 
 BENCH_VERSION = 3  # bump when a change here changes what a cell computes
@@ -49,12 +52,13 @@ BENCH_VERSION = 3  # bump when a change here changes what a cell computes
 # at the methods' N.
 GOLD_VERSION = 2
 COLUMNS = ("scenario", "method", "seed", "split", "metric", "value")
+ORIGINAL = "original"  # the method label of the model before unlearning
 EXECUTORS = ("inline", "process", "ray")
 
 
 @dataclass(frozen=True)
 class Cell:
-    kind: str  # "oracle", "method", "gold" or "gold-floor"
+    kind: str  # "oracle", "original", "method", "gold" or "gold-floor"
     scenario: str
     method: str = "retrain"  # a method label of the config
     seed: int = 0
@@ -66,6 +70,8 @@ class Cell:
 def plan(config: BenchConfig) -> list[Cell]:
     """Every cell of a run, oracles first (method cells reuse their cached models)."""
     cells = [Cell("oracle", s.name) for s in config.scenarios]
+    cells += [Cell("original", s.name, ORIGINAL, seed) for s in config.scenarios
+              for seed in config.seeds]  # fmt: skip
     cells += [Cell("method", s.name, m.label, seed) for s in config.scenarios
               for m in config.methods for seed in config.seeds]  # fmt: skip
     if config.gold.get("n_models", 0):
@@ -93,17 +99,28 @@ def cell_key(config: BenchConfig, cell: Cell) -> str:
     }  # fmt: skip
     if cell.kind in ("gold", "gold-floor"):
         payload["gold_version"] = GOLD_VERSION
+    own = _own_fingerprint(config)
+    if own is not None:  # one's own data or model: their content and code, not only names
+        payload["own"] = own
     return hash_payload(payload)[:24]
+
+
+def _own_fingerprint(config: BenchConfig) -> dict[str, str] | None:
+    if not (is_reference(config.data["dataset"]) or is_reference(config.model["name"])):
+        return None
+    return own_fingerprint(config)
 
 
 # --------------------------------------------------------------------------- running one cell
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(name: str, train: int | None, test: int | None, seed: int):
+def _dataset(name: str, train: int | None, test: int | None, seed: int, root: str = ""):
+    from forgetkit.bench.config import load_own_dataset
     from forgetkit.data import load_dataset
 
-    return load_dataset(name).subsample(train, test, seed=seed)
+    data = load_own_dataset(name, root) if is_reference(name) else load_dataset(name)
+    return data.subsample(train, test, seed=seed)
 
 
 def task_for(config: BenchConfig, name: str):
@@ -125,7 +142,7 @@ def task_for(config: BenchConfig, name: str):
         known = [s.name for s in config.scenarios]
         raise ValueError(f"name must be one of the config's scenarios {known}, got {name!r}")
     d = config.data
-    data = _dataset(d["dataset"], d.get("train"), d.get("test"), d.get("seed", 0))
+    data = _dataset(d["dataset"], d.get("train"), d.get("test"), d.get("seed", 0), config.root)
     a, seed = scenario.args, d.get("seed", 0)
     if scenario.kind == "class":
         return sc.forget_class(data, a["cls"], seed=seed)
@@ -193,6 +210,8 @@ def run_cell(config: BenchConfig, cell: Cell) -> list[dict[str, Any]]:
         device = resolve_device(config.device)
         if cell.kind == "oracle":
             return _oracle_cell(config, cell, task, device)
+        if cell.kind == "original":
+            return _original_cell(config, cell, task, device)
         if cell.kind == "method":
             return _method_cell(config, cell, task, device)
         from forgetkit.bench import gold as gold_cells
@@ -204,11 +223,21 @@ def run_cell(config: BenchConfig, cell: Cell) -> list[dict[str, Any]]:
     raise ValueError(f"unknown cell kind {cell.kind!r}")
 
 
+def model_name(config: BenchConfig) -> str:
+    """The name to build the config's model by: a shipped architecture's, or for one's own
+    (``"module:Class"``, ``"torchvision:NAME"``) the name it is registered under in this
+    process (see :func:`forgetkit.bench.config.register_model`)."""
+    from forgetkit.bench.config import register_model
+
+    name = config.model["name"]
+    return register_model(name, config.root) if is_reference(name) else name
+
+
 def _recipe(config: BenchConfig, task: Any):
     from forgetkit.models import ModelConfig
     from forgetkit.train import TrainConfig
 
-    return (ModelConfig.for_data(config.model["name"], task, **config.model["options"]),
+    return (ModelConfig.for_data(model_name(config), task, **config.model["options"]),
             TrainConfig(**config.train))  # fmt: skip
 
 
@@ -248,6 +277,20 @@ def _oracle_cell(config, cell, task, device) -> list[dict[str, Any]]:
 
     oracle = oracle_models(config, task, device)
     return _rows(evaluate({}, task, oracle, device=device), cell.scenario)
+
+
+def _original_cell(config, cell, task, device) -> list[dict[str, Any]]:
+    """The model before unlearning, scored like a method (its rows carry no ``seconds``:
+    nothing was unlearned)."""
+    from forgetkit.metrics import evaluate
+    from forgetkit.train import train_original
+
+    model_cfg, train_cfg = _recipe(config, task)
+    original = train_original(task, model_cfg, train_cfg, seed=cell.seed, device=device)
+    oracle = oracle_models(config, task, device)
+    df = evaluate({ORIGINAL: original.model}, task, oracle, device=device)
+    df = df[df["method"] == ORIGINAL].assign(seed=cell.seed)
+    return _rows(df, cell.scenario)
 
 
 def applicable(config: BenchConfig, label: str, scenario: str) -> bool:

@@ -3,7 +3,9 @@
 ``forgetkit bench report DIR`` writes, per scenario, the trade-off between forgetting (the
 forget-set accuracy's distance to the oracle's) and utility (test accuracy), and the
 speed-up over retraining from scratch against the same distance, as SVG and PNG files in
-``DIR/figures``; every point is a method's mean over seeds, with its 95% interval.
+``DIR/figures``; every point is a method's mean over seeds, with its 95% interval. The
+original model (method ``"original"``, the model before unlearning) is drawn in the
+trade-off as where every method started.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetkit.bench.engine import load_results, summary
+from forgetkit.bench.engine import ORIGINAL, load_results, summary
 
 
-def tradeoff_table(df: pd.DataFrame) -> pd.DataFrame:
+def tradeoff_table(df: pd.DataFrame, *, original: bool = False) -> pd.DataFrame:
     """Per scenario and method: forget-accuracy gap to the oracle, test accuracy, seconds and
-    speed-up over retraining (oracle seconds / method seconds), means over seeds."""
+    speed-up over retraining (oracle seconds / method seconds), means over seeds.
+
+    With ``original``, the original model's row too (it unlearned nothing: no seconds, no
+    speed-up); without, only the oracle and the methods."""
+    if not original:
+        df = df[df["method"] != ORIGINAL]
     s = summary(df)
 
     def pick(split: str, metric: str, name: str) -> pd.DataFrame:
@@ -53,16 +60,22 @@ def comparison_table(
     methods: Sequence[str] | None = None,
     caps: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """One scenario as a compact table of strings: a row per method (the oracle first),
-    a column per ``label -> (split, metric)``, each cell "mean ± half-width of the 95%
-    interval over seeds" (the interval is omitted with one seed). A method that was not
-    run because it does not serve the request says so in every column.
+    """One scenario as a compact table of strings: a row per method (the oracle first,
+    then the original model, where the methods started, when ``df`` has it), a column per
+    ``label -> (split, metric)``, each cell "mean ± half-width of the 95% interval over
+    seeds" (the interval is omitted with one seed). A method that was not run because it
+    does not serve the request says so in every column.
 
-    ``methods`` fixes the rows and their order (default: as in ``df``); ``caps`` names the
-    columns whose values are censored at a cap (label -> cap), printed ``≥cap`` there."""
+    ``methods`` fixes the rows and their order (default: as in ``df``, the original second;
+    list ``"original"`` to keep it); ``caps`` names the columns whose values are censored at
+    a cap (label -> cap), printed ``≥cap`` there."""
     s = summary(df[df["scenario"] == scenario])
     skipped = {m for sc, m in not_applicable(df) if sc == scenario}
-    order = list(methods) if methods is not None else list(dict.fromkeys(df["method"]))
+    if methods is not None:
+        order = list(methods)
+    else:
+        present = list(dict.fromkeys(df["method"]))
+        order = [m for m in present if m == ORIGINAL] + [m for m in present if m != ORIGINAL]
     order = ["retrain", *[m for m in order if m != "retrain"]]
     out = pd.DataFrame(index=pd.Index(order, name="method"), columns=list(columns), dtype=object)
     for label, (split, metric) in columns.items():
@@ -77,7 +90,7 @@ def comparison_table(
                 )  # fmt: skip
             else:
                 out.loc[method, label] = ""
-    return out.rename(index={"retrain": "retrain (oracle)"})
+    return out.rename(index={"retrain": "retrain (oracle)", ORIGINAL: "original (before)"})
 
 
 def format_interval(mean: float, half: float, digits: int = 3, cap: float | None = None) -> str:
@@ -104,19 +117,25 @@ def draw(out_dir: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     df, provenance = load_results(out_dir)
-    table = tradeoff_table(df)
+    table = tradeoff_table(df, original=True)
     figures = Path(out_dir) / "figures"
     figures.mkdir(exist_ok=True)
     written: list[Path] = []
     for scenario, part in table.groupby("scenario", sort=False):
-        methods = part[part["method"] != "retrain"]
+        methods = part[~part["method"].isin(["retrain", ORIGINAL])]
         fig, (left, right) = plt.subplots(1, 2, figsize=(7, 3.2), constrained_layout=True)
+        start = part[part["method"] == ORIGINAL]
+        if len(start):  # where every method started
+            left.errorbar(start["forget_gap"], start["test_mean"], xerr=start["forget_ci95"],
+                          yerr=start["test_ci95"], fmt="x", color="black", capsize=3,
+                          label="original (before)")  # fmt: skip
         left.errorbar(methods["forget_gap"], methods["test_mean"], xerr=methods["forget_ci95"],
                       yerr=methods["test_ci95"], fmt="o", capsize=3)  # fmt: skip
         oracle = part[part["method"] == "retrain"]
         if len(oracle):
             left.axhline(float(oracle["test_mean"].iloc[0]), color="grey", ls="--", lw=1,
                          label="retrain (oracle)")  # fmt: skip
+        if len(oracle) or len(start):
             left.legend(fontsize=8)
         right.scatter(methods["forget_gap"], methods["speedup"])
         right.set_yscale("log")

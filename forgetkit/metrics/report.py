@@ -132,7 +132,109 @@ METRIC_CARDS: dict[str, dict[str, str]] = {
         "direction": "Lower is better; compare with the oracle's retraining time.",
         "source": "forgetkit (Stopwatch, CUDA synchronised at both ends).",
     },
+    "peak_mib": {
+        "definition": "Peak memory of the unlearning call, in MiB above its level when the "
+        "call began: CUDA's allocator peak on a GPU; on a CPU the process's resident memory "
+        "sampled every 5 ms (a shorter spike can be missed).",
+        "direction": "Lower is better; compare methods measured on the same device only.",
+        "source": "forgetkit (forgetkit.bench.engine.peak_memory).",
+    },
+    "not_applicable": {
+        "definition": "A marker, value 1: the method was not run on this request because it "
+        "is not designed for that kind of request (its 'serves').",
+        "direction": "Not a score: tables print n/a.",
+        "source": "forgetkit (forgetkit.bench.engine).",
+    },
+    "forget_quality": {
+        "definition": "Forget quality F: the mean over forget examples of the points of "
+        "each example's epsilon bucket (see epsilon), from N unlearned runs of one original "
+        "against N models retrained without the forget set.",
+        "direction": "Higher is better, at most 1; the gold-floor row (retraining against "
+        "itself at the same N) is the best reachable with N models.",
+        "source": "NeurIPS 2023 Machine Unlearning Challenge (Triantafillou et al., arXiv "
+        "2406.09073), google-deepmind/unlearning_evaluation metric.py.",
+    },
+    "forget_score": {
+        "definition": "forget_quality times the ratios of mean retain accuracy and of mean "
+        "test accuracy (unlearned over retrained): the challenge's final score.",
+        "direction": "Higher is better.",
+        "source": "NeurIPS 2023 Machine Unlearning Challenge (Triantafillou et al., arXiv "
+        "2406.09073).",
+    },
+    "epsilon": {
+        "definition": "Per forget example (seed = its position): the (epsilon, delta=1e-5) "
+        "bound of the best threshold or window test on the logit margin separating "
+        "unlearned from retrained models, capped at 50.",
+        "direction": "Lower is better; 0 = the two populations cannot be told apart.",
+        "source": "NeurIPS 2023 Machine Unlearning Challenge scorer "
+        "(google-deepmind/unlearning_evaluation metric.py).",
+    },
+    "epsilon_cap_rule": {
+        "definition": "Per forget example: which rule put its epsilon at the cap (1 spread, "
+        "2 separated, 3 window; 0 below the cap), as forgetkit.metrics.CAP_RULES.",
+        "direction": "Not a score: explains the capped epsilons.",
+        "source": "forgetkit, following the challenge scorer's order of tests.",
+    },
+    "klom": {
+        "definition": "Per example (seed = its position): KL divergence from the binned "
+        "logit-margin distribution of N unlearned models (N originals) to that of N "
+        "retrained ones, 20 bins (KLOM).",
+        "direction": "Lower is better; the gold-floor row (retraining against itself) is the "
+        "floor at this N; disjoint populations saturate near ln(1e5) = 11.5.",
+        "source": "Georgiev et al. (arXiv 2410.23232), binned as EasyDUB's easydub/eval.py.",
+    },
+    "ulira_accuracy": {
+        "definition": "Balanced accuracy of U-LiRA, a per-example likelihood-ratio test "
+        "fitted on shadow runs, telling a target run's forgotten examples from never-seen "
+        "ones (random forgetting only).",
+        "direction": "Closer to 0.5 is better; 0.5 means not detected with these shadows.",
+        "source": "Hayes et al. (arXiv 2403.01218); LiRA fit from tensorflow/privacy mi_lira_2021.",
+    },
+    "ulira_auc": {
+        "definition": "Area under the ROC curve of the same U-LiRA test.",
+        "direction": "Closer to 0.5 is better.",
+        "source": "Hayes et al. (arXiv 2403.01218).",
+    },
+    "ulira_tpr_at_0.1pct_fpr": {
+        "definition": "True-positive rate of the same U-LiRA test at a false-positive rate "
+        "below 0.1%.",
+        "direction": "Lower is better; near 0.001 means no better than chance there.",
+        "source": "Hayes et al. (arXiv 2403.01218); low-FPR reporting as in LiRA (Carlini "
+        "et al., S&P 2022).",
+    },
+    "loss": {
+        "definition": "Per forget example (seed = its position): its cross-entropy loss under "
+        "the first unlearned model of a gold cell, what a cheap loss attack reads.",
+        "direction": "Not a score alone: compare with loss_median.",
+        "source": "forgetkit (forgetkit.bench.gold).",
+    },
+    "loss_median": {
+        "definition": "Median cross-entropy loss of that model on the test set: the threshold "
+        "of a simple loss attack.",
+        "direction": "Not a score alone: forget losses below it look like members.",
+        "source": "forgetkit (forgetkit.bench.gold).",
+    },
+    "utility_collapsed": {
+        "definition": "1 when the method's own utility check reported a collapse "
+        "(details['utility']['collapsed']) for that model, else 0.",
+        "direction": "0 is better.",
+        "source": "forgetkit (UnlearnResult.details).",
+    },
 }
+# The per-example scores' summaries over examples (forgetkit.metrics.distribution_summary).
+_SUMMARIES = {
+    "mean": "the mean",
+    "median": "the median",
+    "p95": "the 95th percentile (KLOM's headline)",
+    "worst_decile": "the mean of the worst tenth",
+}
+for _base in ("epsilon", "klom"):
+    for _key, _what in _SUMMARIES.items():
+        METRIC_CARDS[f"{_base}_{_key}"] = {
+            "definition": f"Over the examples of the split, {_what} of {_base} (see its card).",
+            "direction": METRIC_CARDS[_base]["direction"],
+            "source": METRIC_CARDS[_base]["source"],
+        }
 
 
 # --------------------------------------------------------------------------- inputs
