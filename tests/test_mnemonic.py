@@ -213,8 +213,8 @@ def test_clear_errors(setting, mnist_small):
         method.unlearn(original.model, task.forget_set)
     for err in (plain_error, bare_error):  # says how to make the record in one's own loop
         text = str(err.value)
-        assert "method.training_hooks()" in text and "hook.transform(x, y, gen)" in text
-        assert "record=hook.artifacts()" in text
+        assert "method.training_hooks()" in text and "TrainingRecorder(method" in text
+        assert "x, y = rec.transform(x, y)" in text and "record=rec.record()" in text
     wrong = Samples(torch.zeros(len(task.forget_set), 3, 28, 28), task.forget_set.y)
     with pytest.raises(ValueError, match=r"mnemonic: forget has inputs of shape \(3, 28, 28\)"):
         method.unlearn(original, wrong)
