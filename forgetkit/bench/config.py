@@ -514,7 +514,7 @@ def own_model_factory(ref: str, root: str = ""):
 
 
 def register_model(ref: str, root: str = "") -> str:
-    """Put a user's model into :data:`forgetkit.models.MODELS` and return the name to build
+    """Put a user's model into ``forgetkit.models.MODELS`` and return the name to build
     it by: ``ref@<hash of its code>``, so checkpoints of edited code are not reused."""
     from forgetkit.models import MODELS
 

@@ -233,8 +233,9 @@ class JiT(UnlearningMethod):
 
     A perturbation that leaves its image unchanged (``||x - x'|| <= 1e-12``, e.g. a
     constant image under ``clamp="image"``) has no ratio: it contributes 0 to the loss, is
-    counted in ``details["degenerate"]``, and a :class:`DegeneratePerturbationWarning`
-    says so (the official code divides by zero there).
+    counted in ``details["degenerate"]``, and a
+    :class:`~forgetkit.methods.jit.DegeneratePerturbationWarning` says so (the official code
+    divides by zero there).
     """
 
     name = "jit"
