@@ -476,7 +476,7 @@ _BIB_ENTRY = re.compile(
     r'<div class="citation" id="([^"]+)"[^>]*>\s*<span class="label">(.*?)</span>\s*</span>', re.S
 )
 _IN_TEXT = re.compile(
-    r'<a class="reference internal" href="bibliography\.html#([^"]+)"[^>]*>(.*?)</a>'
+    r'<a class="reference internal" href="(?:\.\./)*bibliography\.html#([^"]+)"[^>]*>(.*?)</a>'
 )
 
 
