@@ -67,7 +67,7 @@ def _bench(argv: list[str]) -> int:
             return 0
         df = bench.run(
             config, out, executor=args.executor, workers=args.workers,
-            address=args.address, progress=not args.no_progress, csv=args.csv,
+            address=args.address, progress=False if args.no_progress else None, csv=args.csv,
         )  # fmt: skip
     except (bench.ConfigError, ValueError, RuntimeError, FileNotFoundError) as err:
         _remove_if_empty(created)

@@ -44,6 +44,7 @@ import pandas as pd
 
 from forgetkit.bench.config import BenchConfig, is_reference, own_fingerprint
 from forgetkit.cache import hash_payload
+from forgetkit.runtime import progress as progress_bar
 
 BENCH_VERSION = 3  # bump when a change here changes what a cell computes
 # Bump when a change changes what the gold and gold-floor cells compute (their scores live in
@@ -414,7 +415,7 @@ def run(
     executor: str = "inline",
     workers: int = 1,
     address: str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     csv: bool = False,
     use_tuned: bool = True,
 ) -> pd.DataFrame:
@@ -447,11 +448,11 @@ def run(
     config_dict = config.as_dict()
     jobs = [(config_dict, asdict(c), str(out)) for c in todo]
     finished = _EXECUTORS[executor](jobs, workers, address, config.device)
-    if progress:
-        from tqdm.auto import tqdm
-
-        finished = tqdm(finished, total=len(jobs), desc=f"bench {config.name}")
-    for _ in finished:
+    # The bar counts the cells still to run (stored ones are skipped) and estimates the
+    # time left from those finished; silenced by --no-progress or FORGETKIT_PROGRESS=0.
+    bar = progress_bar(finished, total=len(jobs), desc=f"bench {config.name}", show=progress,
+                       leave=True)  # fmt: skip
+    for _ in bar:
         pass
     return collect(config, out, seconds=time.perf_counter() - start, skipped=len(cells) - len(todo),
                    executor=executor, csv=csv)  # fmt: skip

@@ -26,6 +26,7 @@ import numpy as np
 
 from forgetkit.bench.config import BenchConfig, ConfigError
 from forgetkit.bench.engine import _write_json_atomic
+from forgetkit.runtime import progress as progress_bar
 
 TUNED_FILE = "tuned.json"
 
@@ -57,7 +58,9 @@ def validation_config(config: BenchConfig) -> BenchConfig:
     return replace(config, data=data, oracle_seeds=tuple(config.oracle_seeds[:2]), tuned={})
 
 
-def tune(config: BenchConfig, out_dir: str | Path, *, progress: bool = False) -> dict[str, Any]:
+def tune(
+    config: BenchConfig, out_dir: str | Path, *, progress: bool | None = None
+) -> dict[str, Any]:
     """Run (or resume) every study of ``config``; write and return the best hyperparameters,
     ``{scenario: {method label: {name: value}}}``."""
     import optuna
@@ -119,7 +122,10 @@ def tune(config: BenchConfig, out_dir: str | Path, *, progress: bool = False) ->
             done = sum(t.state.is_finished() for t in study.trials)
             remaining = config.tune["trials"] - done
             if remaining > 0:
-                study.optimize(objective, n_trials=remaining, show_progress_bar=progress)
+                with progress_bar(desc=f"tune {scenario.name} {spec.label}", total=remaining,
+                                  show=progress) as bar:  # fmt: skip
+                    study.optimize(objective, n_trials=remaining,
+                                   callbacks=[lambda _study, _trial: bar.update(1)])  # fmt: skip
             finite = [t for t in study.trials if t.value is not None and np.isfinite(t.value)]
             if finite:
                 winner = min(finite, key=lambda t: (t.value, t.number))
