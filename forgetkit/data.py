@@ -126,6 +126,24 @@ class Samples:
         """
         return Samples(self.x.to(device), self.y.to(device))
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one input."""
+        return tuple(self.x.shape[1:])
+
+    def cast(self, dtype: torch.dtype) -> Samples:
+        """The same samples with inputs of ``dtype`` (no copy when they already are)."""
+        return self if self.x.dtype == dtype else Samples(self.x.to(dtype), self.y)
+
+    def head(self, n: int) -> Samples:
+        """The first ``n`` samples (at least one)."""
+        n = max(1, int(n))
+        return Samples(self.x[:n], self.y[:n])
+
+    def read(self) -> Samples:
+        """These samples (already in memory; a streamed set's ``read`` loads it)."""
+        return self
+
     def subset(self, index: Tensor | np.ndarray | Sequence[int]) -> Samples:
         """The samples at ``index`` (integer positions, or a boolean mask of length n).
 

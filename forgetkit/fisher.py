@@ -70,8 +70,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 
-from forgetkit.data import Samples
-from forgetkit.runtime import DeviceLike, model_device, resolve_device
+from forgetkit.runtime import DeviceLike, model_device, progress, resolve_device
+from forgetkit.stream import Source, as_source
 
 FisherKind = Literal["true", "empirical", "mc"]
 KINDS = ("true", "empirical")  # the exact kinds
@@ -113,14 +113,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def _check(
     model: nn.Module, samples: Any, kind: str, batch_size: int | None, kinds=ALL_KINDS
-) -> Samples:
+) -> Source:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if kind not in kinds:
         raise ValueError(f"kind must be one of {kinds}, got {kind!r}")
     if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size must be at least 1 (or None: automatic), got {batch_size}")
-    return Samples.coerce(samples, "Fisher samples")
+    return as_source(samples, "Fisher samples")
 
 
 def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -419,7 +419,7 @@ def _layers_of(
 
 def _fisher_layers(
     setup: _Setup,
-    data: Samples,
+    data: Source,
     layers: dict[str, _Layer],
     capture: _Capture,
     *,
@@ -432,7 +432,8 @@ def _fisher_layers(
     acc = {n: torch.zeros_like(setup.trainable[n]) for n in setup.names}
     elem = torch.finfo(setup.dtype).bits // 8
     scratch: Tensor | None = None
-    for x, y in data.batches(batch_size):
+    total = -(-len(data) // batch_size)
+    for x, y in progress(data.batches(batch_size), desc="fisher", total=total):
         x, y = x.to(setup.dev, setup.dtype), y.to(setup.dev)
         n = len(x)
         with torch.enable_grad():
@@ -541,7 +542,7 @@ def _linear_shortcuts(
 
 def _fisher_vmap(
     setup: _Setup,
-    data: Samples,
+    data: Source,
     *,
     kind: str,
     batch_size: int,
@@ -554,7 +555,7 @@ def _fisher_vmap(
     model, dev, dtype = setup.model, setup.dev, setup.dtype
     trainable, frozen, buffers = setup.trainable, setup.frozen, setup.buffers
     acc = {n: torch.zeros_like(trainable[n]) for n in setup.names}
-    example = data.x[:1].to(dev, dtype)
+    example = data.head(1).x.to(dev, dtype)
     shortcuts = (
         _linear_shortcuts(model, lambda: setup.forward(example), trainable)
         if linear_shortcut
@@ -611,7 +612,8 @@ def _fisher_vmap(
         if mname in shortcuts
     ]
     try:
-        for x, y in data.batches(batch_size):
+        total = -(-len(data) // batch_size)
+        for x, y in progress(data.batches(batch_size), desc="fisher", total=total):
             x, y = x.to(dev, dtype), y.to(dev)
             if kind == "mc":
                 with torch.no_grad():
@@ -672,7 +674,7 @@ def _auto_batch(budget: int, fixed: int, per_sample: int, n: int) -> int:
 
 def _plan(
     setup: _Setup,
-    data: Samples,
+    data: Source,
     *,
     kind: str,
     path: str,
@@ -686,7 +688,7 @@ def _plan(
     budget = resolve_memory_budget(memory_budget)
     elem = torch.finfo(setup.dtype).bits // 8
     n0 = min(2, len(data))
-    x0 = data.x[:n0].to(setup.dev, setup.dtype)
+    x0 = data.head(n0).x.to(setup.dev, setup.dtype)
     params = sum(t.numel() for t in setup.trainable.values())
     reason: str | None = "path='vmap' requested"
     if path != "vmap":
@@ -902,8 +904,8 @@ def fisher_diagonal_loop(
     params = [p for _, p in named]
     acc = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in params]
     with eval_mode(model):
-        for i in range(len(data)):
-            x, y = data.x[i : i + 1].to(dev), data.y[i : i + 1].to(dev)
+        for x, y in data.batches(1):
+            x, y = x.to(dev), y.to(dev)
             out = model(x)
             prob = torch.softmax(out.detach(), dim=-1)[0]
             classes = [int(y)] if kind == "empirical" else range(out.shape[-1])

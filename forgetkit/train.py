@@ -36,6 +36,7 @@ from forgetkit.data import Samples
 from forgetkit.models import ModelConfig, build_model
 from forgetkit.runtime import DeviceLike, Stopwatch, generator, resolve_device, seeded
 from forgetkit.runtime import progress as progress_bar
+from forgetkit.stream import as_source
 from forgetkit.validation import check_labels, model_dtype, num_outputs, param, validate
 
 TRAIN_CODE_VERSION = 1  # bump when a change to this module changes trained weights
@@ -351,16 +352,22 @@ def fit(
     """Train ``model`` in place with seeded mini-batch SGD; return per-epoch history.
 
     ``data`` is anything :meth:`~forgetkit.data.Samples.coerce` accepts (read with
-    ``seed``, not the global random state). ``loss_sign=-1`` ascends the loss instead
-    (gradient ascent, for the NegGrad baseline). ``progress`` shows a bar over the epochs
-    (None: as :func:`forgetkit.runtime.progress_enabled` decides).
+    ``seed``, not the global random state); a map-style dataset or a loader over one is
+    streamed batch by batch, never held whole (:func:`forgetkit.stream.as_source`).
+    ``loss_sign=-1`` ascends the loss instead (gradient ascent, for the NegGrad baseline).
+    ``progress`` shows a bar over the epochs (None: as
+    :func:`forgetkit.runtime.progress_enabled` decides).
     """
     dev = resolve_device(device)
     model.to(dev)
-    data = Samples.coerce(data, "training data", seed=seed).to(dev)
-    if data.x.dtype != (dtype := model_dtype(model)):
-        data = Samples(data.x.to(dtype), data.y)  # computed in the model's dtype
-    check_labels(data.y, num_outputs(model, data.x, desc, "training"), desc, "training")
+    # A dataset or loader is streamed batch by batch (forgetkit.stream), in memory otherwise;
+    # inputs are computed in the model's dtype.
+    data = as_source(data, "training data", seed=seed).to(dev).cast(model_dtype(model))
+    outputs = num_outputs(model, data.head(2).x, desc, "training")
+    if isinstance(data, Samples):
+        check_labels(data.y, outputs, desc, "training")
+    else:  # checked as each batch is read
+        data = data.expect_classes(outputs, desc)
     steps_per_epoch = -(-len(data) // config.batch_size)
     opt = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum,

@@ -358,3 +358,17 @@ def test_smoothing_lowers_the_estimate_at_the_forget_points(trained):
         acc = float((result.model(task.retain_set.x).argmax(1) == task.retain_set.y).float().mean())
     assert float(after) < 0.9 * float(before)
     assert acc > 0.5  # smoothing at the forget points leaves the rest of the network working
+
+
+@pytest.mark.parametrize("shape", [(128, 1, 28, 28), (83, 3, 32, 32), (100, 3, 64, 64)])
+def test_perturbations_drawn_one_at_a_time_equal_one_draw_of_all(shape):
+    """JiT draws its N perturbations one after the other (the official loop's order); on the
+    book's image shapes that gives the very noise of one draw of all N, so stored results
+    made with the earlier all-at-once draw still hold."""
+    from forgetkit.methods.jit import _draw
+
+    x = torch.zeros(shape)
+    at_once = 0.01 * torch.randn((5, *shape), generator=torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    one_by_one = torch.stack([_draw(x, 0.01, gen) for _ in range(5)])
+    assert torch.equal(at_once, one_by_one)

@@ -66,6 +66,7 @@ from torch.utils.data import (
 
 from forgetkit.data import Samples, read_samples
 from forgetkit.runtime import DeviceLike, Stopwatch, generator, model_device, resolve_device
+from forgetkit.stream import DatasetSamples, Source, as_source
 from forgetkit.train import TrainedModel, TrainHook
 from forgetkit.validation import (
     check_field,
@@ -81,6 +82,9 @@ from forgetkit.validation import (
 SEED_LIMIT = 2**63  # seeds lie in [0, 2**63): torch generators and numpy both take them
 PROBE_SIZE = 512  # retain (else validation) samples the utility check reads, at most
 INPUTS = ("forget", "retain", "nonmember", "validation", "record")
+# The sets read batch by batch when given as a dataset or loader (``forgetkit.stream``); the
+# forget set, small by nature and indexed sample by sample by several methods, is read whole.
+STREAMED = frozenset({"retain", "nonmember", "validation"})
 # The kinds of forget request (``ForgetTask.kind`` in :mod:`forgetkit.scenarios`).
 REQUESTS = ("class", "subclass", "random", "identity", "injected", "indices")
 
@@ -90,9 +94,9 @@ class ForgetData:
     """Everything a method may see at forget time, already on the method's device."""
 
     forget: Samples
-    retain: Samples | None = None
-    nonmember: Samples | None = None
-    validation: Samples | None = None
+    retain: Source | None = None  # Samples, or a DatasetSamples read batch by batch
+    nonmember: Source | None = None
+    validation: Source | None = None
     record: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0  # the ``seed`` given to ``unlearn`` (``gen`` is seeded from it)
 
@@ -378,7 +382,7 @@ class UnlearningMethod(ABC):
         sets = {
             k: _labels_of(v, f"{k} set", dev, seed)
             if k in self.labels_only
-            else _cast(read_samples(v, f"{k} set", seed).to(dev), dtype)
+            else _source(v, f"{k} set", seed, stream=k in STREAMED).to(dev).cast(dtype)
             for k, v in given.items()
             if k != "record" and v is not None and k in wanted
         }
@@ -391,12 +395,18 @@ class UnlearningMethod(ABC):
         imaged = {k: v for k, v in sets.items() if k not in self.labels_only}
         outputs = None
         for k, v in imaged.items():
-            outputs = num_outputs(work, v.x, self.name, f"{k} set", in_shape)
-            check_labels(v.y, outputs, self.name, f"{k} set")
+            outputs = num_outputs(work, v.head(2).x, self.name, f"{k} set", in_shape)
+            if isinstance(v, DatasetSamples):  # labels checked as each batch is read
+                sets[k] = v.expect_classes(outputs, self.name)
+            else:
+                check_labels(v.y, outputs, self.name, f"{k} set")
+        imaged = {k: sets[k] for k in imaged}
         if outputs is not None:  # labels-only sets against the outputs seen on images
             for k in sets.keys() - imaged.keys():
                 check_labels(sets[k].y, outputs, self.name, f"{k} set")
-        if "retain" in imaged and "forget" in imaged:
+        # Bit-for-bit overlap needs both sets in memory: a streamed retain set is not read
+        # whole for it (its transforms may draw at random anyway).
+        if all(isinstance(imaged.get(k), Samples) for k in ("retain", "forget")):
             both = overlapping_rows(sets["forget"], sets["retain"])
             if len(both):
                 raise ValueError(f"{self.name}: the retain set contains {len(both)} sample(s) of "
@@ -460,7 +470,13 @@ class UtilityWarning(UserWarning):
 
 
 def _cast(s: Samples, dtype: torch.dtype) -> Samples:
-    return s if s.x.dtype == dtype else Samples(s.x.to(dtype), s.y)
+    return s.cast(dtype)
+
+
+def _source(data: Any, what: str, seed: int, *, stream: bool) -> Source:
+    """A set as a method reads it: streamed where it is a dataset or loader and the role
+    allows (``STREAMED``), else whole in memory."""
+    return as_source(data, what, seed=seed) if stream else read_samples(data, what, seed)
 
 
 def _pick(n: int, size: int, seed: int) -> torch.Tensor:
@@ -489,7 +505,11 @@ def _probe(
         what = f"{name} set"
         if name in read:
             s = read[name]
-            idx = _pick(len(s), size, seed).to(s.device)
+            idx = _pick(len(s), size, seed)
+            if isinstance(s, DatasetSamples):  # streamed: read the probe's samples alone
+                picked = s.subset(idx).read()
+                return {"x": picked.x, "y": picked.y, "name": what}
+            idx = idx.to(s.device)
             return {"x": s.x[idx], "y": s.y[idx], "name": what}
         if isinstance(data, torch.Tensor) and data.ndim == 1 and not data.is_floating_point():
             continue  # labels alone (a labels-only input): nothing to run the model on

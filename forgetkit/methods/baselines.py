@@ -12,7 +12,7 @@ from torch import nn
 
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.models import ModelConfig, build_model, reinitialize
-from forgetkit.runtime import generator, seeded
+from forgetkit.runtime import generator, progress, seeded
 from forgetkit.train import TrainConfig, derive_seed, fit
 from forgetkit.validation import param, spec, validate
 
@@ -241,7 +241,7 @@ class NegGrad(UnlearningMethod):
         steps, stopped = 0, False
         model.train()
         with seeded(seed, device):
-            for epoch in range(hp.epochs):
+            for epoch in progress(range(hp.epochs), desc="neggrad"):
                 loss_sum = 0.0
                 for x, y in forget.batches(hp.batch_size, shuffle=True, generator=shuffle):
                     opt.zero_grad(set_to_none=True)

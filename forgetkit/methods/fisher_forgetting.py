@@ -40,10 +40,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from forgetkit.data import Samples
 from forgetkit.fisher import KINDS, eval_mode, fisher_diagonal
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.runtime import DeviceLike, model_device, resolve_device, synchronize
+from forgetkit.stream import Source, as_source
 from forgetkit.validation import param
 
 LAST_LAYER_RULES = ("size0", "module")
@@ -178,7 +178,7 @@ class DiagonalGaussian:
         return summary
 
 
-def forgotten_classes(forget: Samples, retain: Samples) -> tuple[int, ...]:
+def forgotten_classes(forget: Source, retain: Source) -> tuple[int, ...]:
     """Classes present in the forget set and absent from the retain set (whole-class
     forgetting), sorted."""
     present = set(forget.y.unique().tolist())
@@ -321,12 +321,12 @@ def fisher_gaussian(
     (the official notebook builds both with the same recipe).
     """
     hp = _hparams(hparams, hyperparameters)
-    data = Samples.coerce(retain, "retain set")
+    data = as_source(retain, "retain set")
     dev = model_device(model) if device is None else resolve_device(device)
     if fisher is None:
         fisher = fisher_diagonal(model, data, kind=hp.fisher_kind,
                                  batch_size=hp.fisher_batch_size, device=dev)  # fmt: skip
-    example = data.x[:1]
+    example = data.head(1).x
     return scrub_distribution(
         model, fisher, num_classes=_num_outputs(model, example),
         forget_classes=forget_classes, example_input=example, hparams=hp,
@@ -446,7 +446,7 @@ def information_bound(
     names = [n for n, _ in original.named_parameters()]
     if names != [n for n, _ in retrained.named_parameters()]:
         raise ValueError("the original and retrained models must have the same parameters")
-    data = Samples.coerce(retain, "retain set")
+    data = as_source(retain, "retain set")
     classes = tuple(forget_classes)
     scrubbed = fisher_gaussian(original, data, forget_classes=classes, fisher=fisher_original,
                                device=device, hparams=hp)  # fmt: skip
@@ -498,7 +498,7 @@ class FisherForgetting(UnlearningMethod):
         synchronize(device)
         fisher_seconds = time.perf_counter() - start
         classes = forgotten_classes(data.forget, data.retain) if hp.forget_whole_classes else ()
-        example = data.retain.x[:1]
+        example = data.retain.head(1).x
         dist = scrub_distribution(
             model, fisher, num_classes=_num_outputs(model, example),
             forget_classes=classes, example_input=example, hparams=hp,

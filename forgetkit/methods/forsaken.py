@@ -43,7 +43,8 @@ from torch.func import functional_call
 from forgetkit.data import Samples
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.metrics.attacks import forgetting_rate
-from forgetkit.runtime import seeded
+from forgetkit.runtime import progress, seeded
+from forgetkit.stream import Source, in_memory, outputs_of
 from forgetkit.validation import param, validate
 
 
@@ -305,8 +306,8 @@ class Forsaken(UnlearningMethod):
             return torch.softmax(functional_call(model, (params, editor.buffers), (x,)), 1)
 
         with torch.no_grad():
-            target = target_profile(torch.softmax(model(nonmember.x), 1), nonmember.y,
-                                    hp.profile)  # fmt: skip
+            target = target_profile(torch.softmax(outputs_of(model, nonmember), 1),
+                                    nonmember.y, hp.profile)  # fmt: skip
             p0 = torch.softmax(model(forget.x), 1)
             acc0 = float((model(held.x).argmax(1) == held.y).float().mean())
         before = np.asarray(oracle.predict_member_from_probs(p0, forget.y)).astype(bool)
@@ -332,7 +333,7 @@ class Forsaken(UnlearningMethod):
                     "history": history}  # fmt: skip
         batches = _cycle(held, hp.batch_size)
         reason, step, rate, acc = "max_steps", 0, 0.0, acc0
-        for step in range(1, hp.steps + 1):
+        for step in progress(range(1, hp.steps + 1), desc="forsaken steps"):
             g = generator_net(summary)
             proposal = state - hp.step_size * g
             params = editor.params(proposal)
@@ -386,13 +387,13 @@ class Forsaken(UnlearningMethod):
         return torch.cat([mean, target])
 
 
-def _retain_slice(retain: Samples, n: int, seed: int) -> Samples:
-    """The "few retain batches": ``n`` retain samples drawn once (seeded)."""
+def _retain_slice(retain: Source, n: int, seed: int) -> Samples:
+    """The "few retain batches": ``n`` retain samples drawn once (seeded), in memory."""
     if len(retain) <= n:
-        return retain
+        return in_memory(retain)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(retain), generator=g)[:n].sort().values
-    return retain.subset(idx)
+    return in_memory(retain.subset(idx))
 
 
 def _cycle(data: Samples, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:

@@ -44,9 +44,10 @@ by either: on the CPU they come from the same global generator as its noise.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +57,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
-from forgetkit.runtime import seeded
+from forgetkit.runtime import progress, seeded
 
 MODES = ("official", "corrected")
 CLAMPS = ("batch", "image", "none")
@@ -140,24 +141,43 @@ def _batch_norm_per_group(model: nn.Module, groups: int) -> Iterator[None]:
 
 
 def _estimate(
-    model: nn.Module, x: Tensor, noise: Tensor, clamp: str, out: Tensor | None, path: str
+    model: nn.Module,
+    x: Tensor,
+    noise: Tensor | int,
+    clamp: str,
+    out: Tensor | None,
+    path: str,
+    draw: Callable[[], Tensor] | None = None,
 ) -> tuple[Tensor, int]:
     """Per-sample estimates ``(B,)`` and the number of degenerate pairs (``path`` is
-    ``"batched"`` or ``"loop"``)."""
+    ``"batched"`` or ``"loop"``). ``noise`` holds the ``N`` perturbations, shape
+    ``(N, *x.shape)``; or it is ``N`` and ``draw()`` returns one perturbation at a time, as
+    the official loop draws them, so that only one perturbed batch is ever in memory."""
     if out is None:
         out = model(x)  # the clean pass first, as in the official code
-    x2 = perturb(x, noise, clamp)
-    n = x2.shape[0]
-    step = 1 if path == "loop" else max(1, min(n, _CHUNK_ELEMENTS // max(1, x.numel())))
+    if draw is None:
+        assert isinstance(noise, Tensor)
+        n = noise.shape[0]
+        step = 1 if path == "loop" else max(1, min(n, _CHUNK_ELEMENTS // max(1, x.numel())))
+        chunks: Iterable[Tensor] = noise.split(step)
+    else:
+        chunks = (draw().unsqueeze(0) for _ in range(int(noise)))
     ratios, degenerate = [], 0
-    for start in range(0, n, step):
-        part = x2[start : start + step]
+    for chunk in chunks:
+        part = perturb(x, chunk, clamp)
         with torch.no_grad(), _batch_norm_per_group(model, part.shape[0]):
             out2 = model(part.reshape(-1, *x.shape[1:])).reshape(part.shape[0], *out.shape)
         r, d = _ratios(out, out2, x, part)
         ratios.append(r)
         degenerate += int(d.sum())
     return torch.cat(ratios).mean(0), degenerate
+
+
+def _draw(x: Tensor, sigma: float, gen: torch.Generator) -> Tensor:
+    """One perturbation of ``x``'s shape from the CPU generator ``gen``, on ``x``'s device.
+    For a batch of a multiple of 16 elements (every dataset in the book) N consecutive draws
+    equal one draw of all N at once (``tests/test_jit.py`` checks it)."""
+    return (sigma * torch.randn(x.shape, generator=gen)).to(device=x.device, dtype=x.dtype)
 
 
 def lipschitz_ratios(
@@ -338,12 +358,17 @@ class JiT(UnlearningMethod):
         degenerate = pairs = 0
         batches = data.forget.batches(hp.batch_size, shuffle=hp.shuffle, generator=order_gen)
         with seeded(seed, device):  # dropout masks in training mode come from the seed too
-            for x, _ in batches:
+            for x, _ in progress(batches, desc="jit", total=-(-len(data.forget) // hp.batch_size)):
                 if not how["accumulate"]:
                     opt.zero_grad(set_to_none=True)
-                noise = hp.sigma * torch.randn((hp.n_samples, *x.shape), generator=noise_gen)
-                noise = noise.to(device=x.device, dtype=x.dtype)
-                ratios, bad = _estimate(model, x, noise, how["clamp"], None, path)
+                # The N perturbations are drawn one after the other, as the official loop
+                # draws them (lipschitz.py:291-292); the loop path holds one at a time.
+                draw = functools.partial(_draw, x, hp.sigma, noise_gen)
+                if path == "loop":
+                    ratios, bad = _estimate(model, x, hp.n_samples, how["clamp"], None, path, draw)
+                else:
+                    noise = torch.stack([draw() for _ in range(hp.n_samples)])
+                    ratios, bad = _estimate(model, x, noise, how["clamp"], None, path)
                 degenerate, pairs = degenerate + bad, pairs + hp.n_samples * x.shape[0]
                 loss = ratios.sum() if how["reduction"] == "sum" else ratios.mean()
                 loss.backward()

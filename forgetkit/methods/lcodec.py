@@ -62,6 +62,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from forgetkit.codec import foci
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
+from forgetkit.runtime import progress
 from forgetkit.train import TrainHook
 
 __all__ = ["OFFICIAL_CODE", "LCodec", "SaveEpochGradients", "UnitLayer", "newton_direction",
@@ -637,7 +638,8 @@ class LCodec(UnlearningMethod):
         n = int(record["train_size"])
         removed, reverted, log = [], [], []
         forget = data.forget
-        for i, start in enumerate(range(0, len(forget), hp.removal_batch)):
+        removals = range(0, len(forget), hp.removal_batch)
+        for i, start in enumerate(progress(removals, desc="lcodec removals")):
             idx = list(range(start, min(start + hp.removal_batch, len(forget))))
             x, y = forget.x[idx], forget.y[idx]
             entry = self._remove(model, layers, x, y, n, cpu_gen, record, device)

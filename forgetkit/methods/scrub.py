@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
-from forgetkit.runtime import seeded
+from forgetkit.runtime import progress, seeded
 from forgetkit.validation import param, validate
 
 OPTIMIZERS = ("adam", "sgd")
@@ -164,7 +164,7 @@ class SCRUB(UnlearningMethod):
         history: list[dict[str, float]] = []
         steps = 0
         with seeded(data.seed, device):
-            for epoch in range(1, hp.epochs + 1):
+            for epoch in progress(range(1, hp.epochs + 1), desc="scrub epochs"):
                 lr = hp.lr_at(epoch)
                 for group in opt.param_groups:
                     group["lr"] = lr

@@ -57,9 +57,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from forgetkit.data import Samples
 from forgetkit.fisher import eval_mode, fisher_diagonal
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
+from forgetkit.runtime import progress
+from forgetkit.stream import Source, as_source, concat_sources
 from forgetkit.validation import param, validate
 
 IMPORTANCES = ("batch", "sample")
@@ -102,14 +103,15 @@ class SSDHyperparameters:
         validate(self, "ssd")
 
 
-def _batch_importance(model: nn.Module, data: Samples, batch_size: int) -> dict[str, Tensor]:
+def _batch_importance(model: nn.Module, data: Source, batch_size: int) -> dict[str, Tensor]:
     """Mean over mini-batches of the squared gradient of each batch's mean loss (the
     official ``calc_importance``), in eval mode; one backward pass per batch."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     acc = {n: torch.zeros_like(p) for n, p in named}
     batches = 0
     with eval_mode(model), torch.enable_grad():
-        for x, y in data.batches(batch_size):
+        total = -(-len(data) // batch_size)
+        for x, y in progress(data.batches(batch_size), desc="ssd importance", total=total):
             loss = F.cross_entropy(model(x), y)
             grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
             for (n, _), g in zip(named, grads, strict=True):
@@ -136,7 +138,7 @@ def ssd_importance(
     """
     if importance not in IMPORTANCES:
         raise ValueError(f"ssd: importance must be one of {IMPORTANCES}, got {importance!r}")
-    data = Samples.coerce(samples, "importance samples")
+    data = as_source(samples, "importance samples")
     if importance == "batch":
         return _batch_importance(model, data, batch_size)
     return fisher_diagonal(model, data, kind="empirical", device=device)
@@ -192,7 +194,7 @@ class SSD(UnlearningMethod):
         i_f = ssd_importance(model, forget, importance=hp.importance,
                              batch_size=hp.batch_size, device=device)  # fmt: skip
         if hp.importance == "batch":
-            full = Samples.concat([retain, forget])  # the official ConcatDataset's order
+            full = concat_sources([retain, forget])  # the official ConcatDataset's order
             i_d = ssd_importance(model, full, importance="batch", batch_size=hp.batch_size)
         else:
             i_r = ssd_importance(model, retain, importance="sample", device=device)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from forgetkit.data import Samples
 from forgetkit.metrics.predictions import entropy, losses_from_logits, predict
 from forgetkit.runtime import DeviceLike
+from forgetkit.stream import as_source
 
 MIN_ATTACK_SAMPLES = 5
 
@@ -367,8 +368,8 @@ class ShadowModelAttack:
             if not isinstance(model, nn.Module):
                 raise TypeError(f"shadow model {i} must be a torch.nn.Module, got "
                                 f"{type(model).__name__}")  # fmt: skip
-            for data, flag in ((Samples.coerce(ins, f"member set {i}"), 1),
-                               (Samples.coerce(outs, f"non-member set {i}"), 0)):  # fmt: skip
+            for data, flag in ((as_source(ins, f"member set {i}"), 1),
+                               (as_source(outs, f"non-member set {i}"), 0)):  # fmt: skip
                 probs = torch.softmax(predict(model, data, batch_size=batch_size,
                                               device=device), 1)  # fmt: skip
                 if num_classes is None:

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from forgetkit.data import Samples
 from forgetkit.runtime import DeviceLike, model_device, resolve_device
+from forgetkit.stream import Source, as_source
 
 
 def _check_model(model: Any, what: str = "model") -> nn.Module:
@@ -27,7 +27,7 @@ def _check_model(model: Any, what: str = "model") -> nn.Module:
     return model
 
 
-def check_inputs_fit(model: nn.Module, data: Samples, what: str) -> torch.dtype:
+def check_inputs_fit(model: nn.Module, data: Source, what: str) -> torch.dtype:
     """The dtype a model computes in: its weights' own, float32 or float64; inputs are cast
     to it, as training does. A model of mixed or other floating dtypes (half precision) is
     refused before any batch runs, naming ``what``."""
@@ -38,7 +38,7 @@ def check_inputs_fit(model: nn.Module, data: Samples, what: str) -> torch.dtype:
             f"{what}: the model's weights are {', '.join(dtypes)}; forgetkit computes in "
             "float32 or float64, one dtype per model (convert it: model.float())"
         )
-    return getattr(torch, dtypes[0].removeprefix("torch.")) if dtypes else data.x.dtype
+    return getattr(torch, dtypes[0].removeprefix("torch.")) if dtypes else data.head(1).x.dtype
 
 
 @contextlib.contextmanager
@@ -83,21 +83,21 @@ def predict(
     (the samples' role in error messages).
     """
     _check_model(model)
-    data = Samples.coerce(samples, what)
+    data = as_source(samples, what)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     dtype = check_inputs_fit(model, data, what)
     outs = []
     with evaluating(model, device) as dev, torch.no_grad():
-        for start in range(0, len(data), batch_size):
+        for start, (x, _) in enumerate(data.batches(batch_size)):
             try:
-                out = model(data.x[start : start + batch_size].to(dev, dtype))
+                out = model(x.to(dev, dtype))
             except RuntimeError as err:
                 if start:
                     raise
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
                 raise ValueError(
-                    f"{what}: the model failed on inputs of shape {tuple(data.x.shape[1:])} "
+                    f"{what}: the model failed on inputs of shape {tuple(x.shape[1:])} "
                     f"({first}); are these the inputs the model was built for?"
                 ) from err
             if isinstance(out, tuple | list):  # models that also return features
@@ -123,7 +123,7 @@ def per_sample_loss(
     model: nn.Module, samples: Any, *, batch_size: int = 1024, device: DeviceLike = None
 ) -> Tensor:
     """Cross-entropy of each sample (natural log), shape ``(n,)``, on the CPU."""
-    data = Samples.coerce(samples, "samples")
+    data = as_source(samples, "samples")
     logits = predict(model, data, batch_size=batch_size, device=device)
     return losses_from_logits(logits, data.y)
 
@@ -151,7 +151,7 @@ def accuracy(
     model: nn.Module, samples: Any, *, batch_size: int = 1024, device: DeviceLike = None
 ) -> float:
     """Fraction of ``samples`` whose arg-max prediction equals the label, in [0, 1]."""
-    data = Samples.coerce(samples, "samples")
+    data = as_source(samples, "samples")
     logits = predict(model, data, batch_size=batch_size, device=device)
     return accuracy_from_logits(logits, data.y)
 
