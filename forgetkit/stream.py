@@ -279,7 +279,8 @@ def as_source(data: Any, what: str = "data", *, seed: int = 0) -> Source:
     """``data`` as something a method can read batch by batch: ``Samples`` where it is in
     memory (tensors, a ``TensorDataset``, a loader over one) or cannot be streamed (an
     iterable dataset, a loader with a sampler of its own: read whole, as
-    :meth:`~forgetkit.data.Samples.coerce` does), else a :class:`DatasetSamples` over the map-style dataset
+    :meth:`~forgetkit.data.Samples.coerce` does), else a :class:`DatasetSamples` over the
+    map-style dataset
     (a loader's ``collate_fn`` and ``num_workers`` kept, its batch size and shuffling left
     to the method, which batches and shuffles with its own seed).
 

@@ -94,6 +94,7 @@ class TrainHook:
     """
 
     name = "hook"
+    min_epochs = 1  # epochs a training run needs for the hook's artifacts to exist
 
     def fingerprint(self) -> dict[str, Any]:
         return {"name": self.name}
@@ -169,6 +170,11 @@ class TrainingRecorder:
         ):  # fmt: skip
             raise ValueError(f"TrainingRecorder: train_size must be an int >= 1 or None, got "
                              f"{train_size!r}")  # fmt: skip
+        short = [(h.name, h.min_epochs) for h in hooks if epochs < h.min_epochs]
+        if short:
+            raise ValueError(f"TrainingRecorder: the hook(s) {short} (name, epochs needed) record "
+                             f"from more epochs than the {epochs} declared; train for at least "
+                             f"{max(n for _, n in short)} epochs")  # fmt: skip
         self.hooks: tuple[TrainHook, ...] = tuple(hooks)
         self.epochs, self.seed, self.train_size = int(epochs), int(seed), train_size
         self.generator = generator(self.seed)

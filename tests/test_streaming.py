@@ -115,7 +115,9 @@ def test_random_transforms_follow_the_seed_not_the_global_state(task):
 def test_concat_and_subset_stay_streamed(task):
     lazy = as_source(Lazy(task.retain_set), "retain set")
     both = concat_sources([lazy, task.forget_set])
-    assert isinstance(both, DatasetSamples) and len(both) == len(task.retain_set) + len(task.forget_set)
+    assert isinstance(both, DatasetSamples) and len(both) == len(task.retain_set) + len(
+        task.forget_set
+    )
     whole = Samples.concat([task.retain_set, task.forget_set])
     got = both.read()
     assert torch.equal(got.x, whole.x) and torch.equal(got.y, whole.y)

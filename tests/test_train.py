@@ -275,3 +275,11 @@ def test_the_recorder_refuses_a_loop_that_skips_a_call():
         TrainingRecorder([1], epochs=2)
     with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
         TrainingRecorder([], epochs=0)
+
+
+def test_a_recorder_refuses_fewer_epochs_than_a_hook_records_from():
+    from forgetkit.methods import LCodec
+    from forgetkit.train import TrainingRecorder
+
+    with pytest.raises(ValueError, match=r"lcodec-gradients.*at least 2 epochs"):
+        TrainingRecorder(LCodec(), epochs=1)

@@ -94,6 +94,7 @@ class SaveEpochGradients(TrainHook):
     """
 
     name = "lcodec-gradients"
+    min_epochs = 2  # the gradients of the last two epochs
 
     def __init__(self) -> None:
         self._grads: list[Tensor | None] = [None, None]
