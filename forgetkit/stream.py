@@ -51,6 +51,7 @@ from forgetkit.runtime import seeded
 from forgetkit.validation import check_labels
 
 LABEL_BATCH = 256  # samples per batch when labels must be read through the dataset
+STREAM_BATCH = 256  # at most this many samples per batch when predicting on a streamed set
 
 
 class DatasetSamples:
@@ -359,4 +360,4 @@ def outputs_of(model: Any, source: Source, batch_size: int = 1024) -> Tensor:
     computation the methods always made), batch by batch on a streamed one."""
     if isinstance(source, Samples):
         return model(source.x)
-    return torch.cat([model(x) for x, _ in source.batches(batch_size)])
+    return torch.cat([model(x) for x, _ in source.batches(min(batch_size, STREAM_BATCH))])
