@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -131,3 +132,19 @@ def test_a_streamed_label_outside_the_model_is_named(task):
     original = fk.train_original(task, MODEL, RECIPE, seed=0)
     with pytest.raises(ValueError, match="retain set labels span 7..7"):
         get_method("ssd").unlearn(original, task.forget_set, Lazy(bad))
+
+
+def test_evaluate_streams_ones_own_sets_and_matches_the_in_memory_table(task):
+    original = fk.train_original(task, MODEL, RECIPE, seed=0)
+    oracle = fk.retrain(task, MODEL, RECIPE, seeds=(0, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = get_method("ssd").unlearn(original, task.forget_set, task.retain_set)
+    sets = {"forget": task.forget_set, "retain": task.retain_set, "test": task.test_set,
+            "heldout": task.heldout_set}  # fmt: skip
+    kw = {"oracle": oracle, "forget_classes": (0,), "seed": 0}
+    a = fk.evaluate({"ssd": result}, **sets, **kw)
+    lazy = {k: Lazy(v) for k, v in sets.items()}
+    b = fk.evaluate({"ssd": result}, **lazy, **kw)
+    assert a[["method", "split", "metric"]].equals(b[["method", "split", "metric"]])
+    assert np.allclose(a.value.to_numpy(), b.value.to_numpy(), equal_nan=True)

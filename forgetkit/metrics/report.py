@@ -31,6 +31,7 @@ from forgetkit.metrics.predictions import accuracy_from_logits, entropy, evaluat
 from forgetkit.metrics.tug_of_war import tow as tow_score
 from forgetkit.runtime import DeviceLike, progress
 from forgetkit.scenarios import ForgetTask
+from forgetkit.stream import as_source
 from forgetkit.train import TrainedModel
 
 COLUMNS = ("method", "seed", "split", "metric", "value")
@@ -276,11 +277,12 @@ def _training_data_hash(item: Any) -> str | None:
 
 
 def _check_against_task(entries: Sequence[tuple[str, int, nn.Module, float | None, Any]],
-                        task: ForgetTask, device: DeviceLike) -> None:  # fmt: skip
+                        task: ForgetTask | StreamedSets, device: DeviceLike) -> None:  # fmt: skip
     """Refuse, before any metric is computed, models that do not belong to ``task``: trained
     on other data (a ``TrainedModel`` records its training data's hash), built for other
     inputs, weights of another dtype, or another number of classes."""
     hashes: dict[str, str] = {}
+    streamed = isinstance(task, StreamedSets)  # not read whole: no training-data hash
 
     def task_hash(part: str) -> str:
         if part not in hashes:
@@ -291,7 +293,7 @@ def _check_against_task(entries: Sequence[tuple[str, int, nn.Module, float | Non
     probe = task.forget_set.subset([0])
     for method, idx, model, _, item in entries:
         where = f"oracle[{idx}]" if method == ORACLE else f"models[{method!r}][{idx}]"
-        trained_on = _training_data_hash(item)
+        trained_on = None if streamed else _training_data_hash(item)
         if trained_on is not None:
             parts = ("retain",) if method == ORACLE else ("train", "retain")
             if trained_on not in {task_hash(p) for p in parts}:
@@ -336,9 +338,46 @@ def _outputs(model: nn.Module, sets: Mapping[str, Samples], extra: Mapping[str, 
     return _Outputs(probs, losses, acc, seconds)
 
 
+@dataclass(frozen=True)
+class StreamedSets:
+    """One's own four sets when some are streamed (a dataset or loader that is not in
+    memory): what :func:`evaluate` reads of a task, without reading any set whole.
+
+    :meth:`ForgetTask.from_splits <forgetkit.scenarios.ForgetTask.from_splits>` checks
+    in-memory sets for overlaps, shapes and labels; streamed sets are read only batch by
+    batch, for predictions, so those checks and the training-data check of a
+    ``TrainedModel`` are skipped (a label outside the model's outputs is still refused).
+    """
+
+    sources: Mapping[str, Any]
+    num_classes: int
+    forget_classes: tuple[int, ...] = ()
+
+    @property
+    def forget_set(self) -> Any:
+        return self.sources["forget"]
+
+    @property
+    def retain_set(self) -> Any:
+        return self.sources["retain"]
+
+    @property
+    def test_set(self) -> Any:
+        return self.sources["test"]
+
+    @property
+    def heldout_set(self) -> Any:
+        return self.sources["heldout"]
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.sources.items())
+        return f"one's own sets, streamed where given as datasets or loaders ({sizes})"
+
+
 def _task_of_sets(sets: Mapping[str, Any], forget_classes: Sequence[int], oracle: nn.Module,
-                  device: DeviceLike, seed: int) -> ForgetTask:  # fmt: skip
-    """The task of one's own four sets, with as many classes as the oracle has outputs."""
+                  device: DeviceLike, seed: int) -> ForgetTask | StreamedSets:  # fmt: skip
+    """The task of one's own four sets, with as many classes as the oracle has outputs:
+    in memory when all four are, else streamed (:class:`StreamedSets`)."""
     missing = [k for k in ("forget", "retain", "test", "heldout") if k not in sets]
     if len(missing) == 4:
         raise TypeError("evaluate needs the data: a task (a ForgetTask, e.g. from "
@@ -351,8 +390,11 @@ def _task_of_sets(sets: Mapping[str, Any], forget_classes: Sequence[int], oracle
             "membership attacks' non-members); to set aside part of a test set, build the "
             "task with ForgetTask.from_splits(..., heldout_fraction=0.5)"
         )
-    first = Samples.coerce(sets["forget"], "evaluate: forget", seed=seed)
+    sources = {k: as_source(v, f"evaluate: {k}", seed=seed) for k, v in sets.items()}
+    first = sources["forget"]
     logits = predict(oracle, first.subset([0]), device=device, what="oracle[0] on forget")
+    if not all(isinstance(v, Samples) for v in sources.values()):
+        return StreamedSets(sources, int(logits.shape[1]), tuple(int(c) for c in forget_classes))
     return ForgetTask.from_splits(
         forget=first, retain=sets["retain"], test=sets["test"], heldout=sets["heldout"],
         num_classes=int(logits.shape[1]), forget_classes=forget_classes, seed=seed,
@@ -391,8 +433,10 @@ def evaluate(
     the four sets themselves: ``forget``, ``retain``, ``test`` and ``heldout``, each
     anything :meth:`~forgetkit.data.Samples.coerce` accepts (tensors, datasets, loaders,
     read independently of the global random state), with ``forget_classes`` for class
-    forgetting; the number of classes is then the oracle's number of outputs. Nothing is
-    split: the held-out set is the one given (``from_splits(..., heldout_fraction=...)``
+    forgetting; the number of classes is then the oracle's number of outputs. A set given
+    as a dataset or a loader over one is streamed, batch by batch, never read whole
+    (:class:`StreamedSets`; the in-memory checks of ``from_splits`` then do not run). Nothing
+    is split: the held-out set is the one given (``from_splits(..., heldout_fraction=...)``
     sets part of a test set aside, and says so).
 
     Returns a DataFrame with exactly the columns ``method, seed, split, metric, value``,
