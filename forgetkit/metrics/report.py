@@ -435,7 +435,7 @@ def evaluate(
     read independently of the global random state), with ``forget_classes`` for class
     forgetting; the number of classes is then the oracle's number of outputs. A set given
     as a dataset or a loader over one is streamed, batch by batch, never read whole
-    (:class:`StreamedSets`; the in-memory checks of ``from_splits`` then do not run). Nothing
+    (``StreamedSets``; the in-memory checks of ``from_splits`` then do not run). Nothing
     is split: the held-out set is the one given (``from_splits(..., heldout_fraction=...)``
     sets part of a test set aside, and says so).
 
