@@ -30,6 +30,7 @@ One step of the method, with ``θ`` the current state (per-neuron masks, or all 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,11 +41,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from forgetkit.data import Samples
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.metrics.attacks import forgetting_rate
 from forgetkit.runtime import progress, seeded
-from forgetkit.stream import Source, in_memory, outputs_of
+from forgetkit.stream import Source, outputs_of
 from forgetkit.validation import param, validate
 
 
@@ -309,7 +309,7 @@ class Forsaken(UnlearningMethod):
             target = target_profile(torch.softmax(outputs_of(model, nonmember), 1),
                                     nonmember.y, hp.profile)  # fmt: skip
             p0 = torch.softmax(model(forget.x), 1)
-            acc0 = float((model(held.x).argmax(1) == held.y).float().mean())
+            acc0 = _accuracy(model, held)
         before = np.asarray(oracle.predict_member_from_probs(p0, forget.y)).astype(bool)
         summary = self._summary(p0, forget.y, target)
         with seeded(seed, "cpu"):
@@ -354,7 +354,7 @@ class Forsaken(UnlearningMethod):
             with torch.no_grad():
                 params = editor.params(state)
                 pf = probs_at(params, forget.x)
-                acc = float((probs_at(params, held.x).argmax(1) == held.y).float().mean())
+                acc = _accuracy(functools.partial(probs_at, params), held)
             after = np.asarray(oracle.predict_member_from_probs(pf, forget.y)).astype(bool)
             rate = forgetting_rate(before, after, variant=hp.rate_variant)
             history.append({"step": step, "loss": float(loss.detach()),
@@ -373,7 +373,7 @@ class Forsaken(UnlearningMethod):
         if reason == "utility":  # the reverted state's numbers
             with torch.no_grad():
                 pf, acc = torch.softmax(model(forget.x), 1), float(
-                    (model(held.x).argmax(1) == held.y).float().mean())  # fmt: skip
+                    _accuracy(model, held))  # fmt: skip
             after = np.asarray(oracle.predict_member_from_probs(pf, forget.y)).astype(bool)
             rate = forgetting_rate(before, after, variant=hp.rate_variant)
         return {**details, "stop_reason": reason, "steps_run": step, "forgetting_rate": rate,
@@ -387,16 +387,22 @@ class Forsaken(UnlearningMethod):
         return torch.cat([mean, target])
 
 
-def _retain_slice(retain: Source, n: int, seed: int) -> Samples:
-    """The "few retain batches": ``n`` retain samples drawn once (seeded), in memory."""
+def _retain_slice(retain: Source, n: int, seed: int) -> Source:
+    """The "few retain batches": ``n`` retain samples drawn once (seeded); a streamed retain
+    set stays streamed (read again at each use, not held)."""
     if len(retain) <= n:
-        return in_memory(retain)
+        return retain
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(retain), generator=g)[:n].sort().values
-    return in_memory(retain.subset(idx))
+    return retain.subset(idx)
 
 
-def _cycle(data: Samples, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+def _accuracy(model: Any, data: Source) -> float:
+    """Top-1 accuracy of ``model`` (a module or a function of the inputs) on ``data``: one
+    call on in-memory samples, batch by batch on a streamed set."""
+    return float((outputs_of(model, data).argmax(1) == data.y).float().mean())
+
+
+def _cycle(data: Source, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
     while True:
-        for i in range(0, len(data), batch_size):
-            yield data.x[i : i + batch_size], data.y[i : i + batch_size]
+        yield from data.batches(batch_size)
