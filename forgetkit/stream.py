@@ -355,9 +355,17 @@ def in_memory(source: Source) -> Samples:
     return source if isinstance(source, Samples) else source.read()
 
 
+def read_batch(source: Source, batch_size: int) -> int:
+    """The batch size to read ``source`` in for a forward pass without gradients:
+    ``batch_size`` in memory (the computation the methods always made), at most
+    ``STREAM_BATCH`` on a streamed set, whose inputs are decoded for the batch alone, so that
+    the batch, not the set, bounds the memory."""
+    return batch_size if isinstance(source, Samples) else min(batch_size, STREAM_BATCH)
+
+
 def outputs_of(model: Any, source: Source, batch_size: int = 1024) -> Tensor:
     """``model``'s outputs on every sample of ``source``: one call on an in-memory set (the
     computation the methods always made), batch by batch on a streamed one."""
     if isinstance(source, Samples):
         return model(source.x)
-    return torch.cat([model(x) for x, _ in source.batches(min(batch_size, STREAM_BATCH))])
+    return torch.cat([model(x) for x, _ in source.batches(read_batch(source, batch_size))])

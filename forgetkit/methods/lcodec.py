@@ -63,6 +63,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from forgetkit.codec import foci
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.runtime import progress
+from forgetkit.stream import read_batch
 from forgetkit.train import TrainHook
 
 __all__ = ["OFFICIAL_CODE", "LCodec", "SaveEpochGradients", "UnitLayer", "newton_direction",
@@ -318,7 +319,8 @@ def _flat_grad(model: nn.Module, x: Tensor, y: Tensor, reduction: str) -> tuple[
 
 def _accuracy(model: nn.Module, data: Any, batch: int = 1024) -> float:
     with torch.no_grad():
-        hits = sum(int((model(x).argmax(1) == y).sum()) for x, y in data.batches(batch))
+        batches = data.batches(read_batch(data, batch))  # a streamed set: small batches
+        hits = sum(int((model(x).argmax(1) == y).sum()) for x, y in batches)
     return hits / len(data)
 
 

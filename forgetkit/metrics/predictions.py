@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from forgetkit.data import Samples
 from forgetkit.runtime import DeviceLike, model_device, resolve_device
-from forgetkit.stream import STREAM_BATCH, Source, as_source
+from forgetkit.stream import Source, as_source, read_batch
 
 
 def _check_model(model: Any, what: str = "model") -> nn.Module:
@@ -90,10 +89,7 @@ def predict(
     dtype = check_inputs_fit(model, data, what)
     outs = []
     with evaluating(model, device) as dev, torch.no_grad():
-        # A streamed set is read at most STREAM_BATCH samples at a time: its inputs are
-        # decoded for the batch alone, so the batch, not the set, bounds the memory.
-        step = batch_size if isinstance(data, Samples) else min(batch_size, STREAM_BATCH)
-        for start, (x, _) in enumerate(data.batches(step)):
+        for start, (x, _) in enumerate(data.batches(read_batch(data, batch_size))):
             try:
                 out = model(x.to(dev, dtype))
             except RuntimeError as err:
