@@ -80,3 +80,19 @@ def toc_files() -> list[str]:
     """The documents of _toc.yml in order, as the book build reads them
     (``toc_files()`` of scripts/build_book.py)."""
     return load_script("build_book").toc_files()
+
+
+def tiny_dataset(seed: int = 0, n_train: int = 90, n_test: int = 60):
+    """Three separable classes of 1x6x6 images (an ``ImageDataset``): a task that trains in
+    milliseconds, for tests that drive every method."""
+    from forgetkit.data import ImageDataset, Samples
+
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(99))
+
+    def part(n: int) -> Samples:
+        y = torch.arange(n) % 3
+        return Samples(centres[y] + 0.5 * torch.randn(n, 1, 6, 6, generator=g), y)
+
+    return ImageDataset("tiny", part(n_train), part(n_test), ("a", "b", "c"), (0.0,), (1.0,),
+                        True, "toy")  # fmt: skip

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import tiny_dataset
 from torch import nn
 
 import forgetkit as fk
 from forgetkit.cache import CheckpointCache
-from forgetkit.data import ImageDataset, Samples
+from forgetkit.data import Samples
 from forgetkit.methods import UnlearningMethod, as_neurips_unlearning, available_methods
 from forgetkit.methods.base import register
 from forgetkit.scenarios import forget_class
@@ -24,21 +25,9 @@ MODEL = fk.ModelConfig("mlp", (1, 6, 6), 3, {"hidden": 16})
 RECIPE = fk.TrainConfig(epochs=3, lr=0.1, batch_size=16)
 
 
-def _tiny_dataset(seed: int = 0) -> ImageDataset:
-    """Three separable classes of 6x6 images: a task that trains in milliseconds."""
-    g = torch.Generator().manual_seed(seed)
-
-    def part(n: int) -> Samples:
-        y = torch.arange(n) % 3
-        centres = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(99))
-        return Samples(centres[y] + 0.5 * torch.randn(n, 1, 6, 6, generator=g), y)
-
-    return ImageDataset("tiny", part(90), part(60), ("a", "b", "c"), (0.0,), (1.0,), True, "toy")
-
-
 @pytest.fixture(scope="module")
 def task(one_thread):
-    return forget_class(_tiny_dataset(), 0, seed=0)
+    return forget_class(tiny_dataset(), 0, seed=0)
 
 
 def _inputs(method: UnlearningMethod, task) -> dict:

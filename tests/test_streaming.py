@@ -8,10 +8,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_dataset
 from torch.utils.data import DataLoader, Dataset
 
 import forgetkit as fk
-from forgetkit.data import ImageDataset, Samples
+from forgetkit.data import Samples
 from forgetkit.methods import available_methods, get_method
 from forgetkit.scenarios import forget_class
 from forgetkit.stream import DatasetSamples, as_source, concat_sources
@@ -37,20 +38,9 @@ class Lazy(Dataset):
         return x, int(self.samples.y[i])
 
 
-def _tiny(seed: int = 0) -> ImageDataset:
-    g = torch.Generator().manual_seed(seed)
-
-    def part(n: int) -> Samples:
-        y = torch.arange(n) % 3
-        centres = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(99))
-        return Samples(centres[y] + 0.5 * torch.randn(n, 1, 6, 6, generator=g), y)
-
-    return ImageDataset("tiny", part(120), part(60), ("a", "b", "c"), (0.0,), (1.0,), True, "toy")
-
-
 @pytest.fixture(scope="module")
 def task(one_thread):
-    return forget_class(_tiny(), 0, seed=0)
+    return forget_class(tiny_dataset(n_train=120), 0, seed=0)
 
 
 @pytest.mark.parametrize("name", available_methods())
