@@ -132,11 +132,23 @@ class Samples:
         return tuple(self.x.shape[1:])
 
     def cast(self, dtype: torch.dtype) -> Samples:
-        """The same samples with inputs of ``dtype`` (no copy when they already are)."""
+        """The same samples with inputs of ``dtype`` (no copy when they already are).
+
+        Parameters
+        ----------
+        dtype
+            The floating dtype the inputs are cast to (a model's own, float32 or float64).
+        """
         return self if self.x.dtype == dtype else Samples(self.x.to(dtype), self.y)
 
     def head(self, n: int) -> Samples:
-        """The first ``n`` samples (at least one)."""
+        """The first ``n`` samples (at least one).
+
+        Parameters
+        ----------
+        n
+            How many samples, from the start.
+        """
         n = max(1, int(n))
         return Samples(self.x[:n], self.y[:n])
 
