@@ -146,9 +146,13 @@ class Provenance:
         )
 
 
+RESULTS_DIR = "book/results"  # where chapters store their paper-profile results
+
+
 def git_commit(path: str | Path | None = None) -> str | None:
     """The short commit of the git checkout holding ``path`` (default: this package),
-    with ``-dirty`` when tracked files differ from it. Outside a checkout (a copy of the
+    with ``-dirty`` when tracked files outside ``book/results/`` (stored results, not code)
+    differ from it. Outside a checkout (a copy of the
     tree sent to a lent GPU machine, which travels without ``.git``) it is what the
     launcher put in ``$FORGETKIT_GIT_COMMIT``, read from the checkout it copied, else
     ``None``."""
@@ -166,7 +170,11 @@ def git_commit(path: str | Path | None = None) -> str | None:
         head = git("rev-parse", "--short", "HEAD")
         if head.returncode != 0:
             return fallback
-        dirty = git("diff", "--quiet", "HEAD", "--").returncode == 1
+        # Stored results are outputs, not code: a paper run writing its own file (or a
+        # parallel run's) into book/results/ does not make the code that ran uncommitted.
+        dirty = (
+            git("diff", "--quiet", "HEAD", "--", ".", f":(exclude){RESULTS_DIR}").returncode == 1
+        )
     except (OSError, subprocess.SubprocessError):
         return fallback
     return head.stdout.strip() + ("-dirty" if dirty else "")

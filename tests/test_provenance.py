@@ -197,6 +197,26 @@ def test_git_commit_marks_a_dirty_tree(tmp_path):
     assert git_commit(tmp_path / "sub") is None  # only a checkout's root names its commit
 
 
+def test_stored_results_do_not_make_the_code_dirty(tmp_path):
+    """Paper runs write book/results/; a parallel run's file there is data, not code."""
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    results = tmp_path / "book" / "results"
+    results.mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1")
+    (results / "other.json").write_text("{}")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "a")
+    clean = git_commit(tmp_path)
+    (results / "other.json").write_text('{"a": 1}')
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2")
+    assert git_commit(tmp_path) == clean + "-dirty"
+
+
 def test_commit_of_this_checkout_matches_git():
     root = Path(forgetkit.__file__).resolve().parent.parent
     if not (root / ".git").exists():
