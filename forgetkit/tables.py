@@ -31,7 +31,7 @@ The rules are the book's, kept in one place so that every chapter follows them:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -241,3 +241,41 @@ def glue_table(
     from myst_nb import glue
 
     glue(key, Markdown(markdown_table(frame, formats, **kwargs)), display=False)
+
+
+OFFICIAL_SPEED_FORMATS: dict[str, Format] = {
+    "official structure (s)": number(3),
+    "forgetkit (s)": number(3),
+    "speed-up": number(2),
+    "max. rel. difference": sci(1),
+}
+
+
+def official_speed(frame: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``scripts/bench_official.py``'s stored table for ``methods``, as a
+    chapter's cost section shows them: the step timed, the network, both times, the speed-up
+    (the official structure's time over forgetkit's) and the largest relative difference of
+    the results. Format with :data:`OFFICIAL_SPEED_FORMATS`.
+
+    Parameters
+    ----------
+    frame
+        The stored table (``load_results("results/bench_official.json")[0]``).
+    methods
+        The registered method names whose rows to show, in this order.
+    """
+    known = list(dict.fromkeys(frame["method"]))
+    missing = [m for m in methods if m not in known]
+    if missing:
+        raise ValueError(f"official_speed: no stored rows for {missing}; the table has {known}")
+    rows = pd.concat([frame[frame["method"] == m] for m in methods])
+    return pd.DataFrame(
+        {
+            "step": (rows["method"] + ": " + rows["what"]).to_numpy(),
+            "network": rows["network"].to_numpy(),
+            "official structure (s)": rows["official_s"].to_numpy(),
+            "forgetkit (s)": rows["forgetkit_s"].to_numpy(),
+            "speed-up": rows["ratio"].to_numpy(),
+            "max. rel. difference": rows["max_rel_diff"].to_numpy(),
+        }
+    ).set_index("step")

@@ -178,3 +178,25 @@ def test_the_execution_report_table_is_numbered_and_captioned():
     text = build_book.report_table([record])
     assert "| {doc}`jit` | ci | cpu | 12.5 | ok |" in text
     assert ":name: tbl-execution-report" in text and not _bare_pipe_tables(text)
+
+
+def test_official_speed_rows_keep_the_methods_order_and_refuse_unknown_ones():
+    from forgetkit.tables import OFFICIAL_SPEED_FORMATS, official_speed
+
+    frame = pd.DataFrame(
+        {
+            "method": ["ssd", "jit", "jit"],
+            "what": ["unlearning step"] * 3,
+            "network": ["resnet", "mlp", "vgg"],
+            "official_s": [2.0, 1.0, 3.0],
+            "forgetkit_s": [1.0, 0.5, 3.0],
+            "ratio": [2.0, 2.0, 1.0],
+            "max_rel_diff": [0.0, 1e-7, 0.0],
+        }
+    )
+    rows = official_speed(frame, ["jit", "ssd"])
+    assert list(rows.index) == ["jit: unlearning step"] * 2 + ["ssd: unlearning step"]
+    assert list(rows["network"]) == ["mlp", "vgg", "resnet"]
+    assert set(OFFICIAL_SPEED_FORMATS) <= set(rows.columns)
+    with pytest.raises(ValueError, match=r"no stored rows for \['scrub'\]"):
+        official_speed(frame, ["scrub"])
