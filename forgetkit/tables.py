@@ -253,7 +253,7 @@ OFFICIAL_SPEED_FORMATS: dict[str, Format] = {
 
 def official_speed(frame: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
     """The rows of ``scripts/bench_official.py``'s stored table for ``methods``, as a
-    chapter's cost section shows them: the step timed, the network, both times, the speed-up
+    chapter's cost section shows them: the step timed and its network, both times, the speed-up
     (the official structure's time over forgetkit's) and the largest relative difference of
     the results. Format with :data:`OFFICIAL_SPEED_FORMATS`.
 
@@ -270,9 +270,8 @@ def official_speed(frame: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
         raise ValueError(f"official_speed: no stored rows for {missing}; the table has {known}")
     rows = pd.concat([frame[frame["method"] == m] for m in methods])
     return pd.DataFrame(
-        {
-            "step": (rows["method"] + ": " + rows["what"]).to_numpy(),
-            "network": rows["network"].to_numpy(),
+        {  # one row per (step, network): a unique label, as format_frame needs
+            "step": (rows["method"] + ": " + rows["what"] + ", " + rows["network"]).to_numpy(),
             "official structure (s)": rows["official_s"].to_numpy(),
             "forgetkit (s)": rows["forgetkit_s"].to_numpy(),
             "speed-up": rows["ratio"].to_numpy(),
