@@ -311,3 +311,29 @@ def test_summary_intervals_by_hand():
     assert m["mean"] == pytest.approx(0.4) and m["ci95"] == pytest.approx(half)
     assert m["oracle_mean"] == pytest.approx(0.2) and m["gap"] == pytest.approx(0.2)
     assert m["n"] == 3
+
+
+def test_gold_cells_one_per_score_and_ulira_floor_is_retraining(tiny, tmp_path):
+    """Each per-example score is a cell of its own (a stopped run loses at most one), U-LiRA
+    runs on random requests only with ``gold.n_shadows`` shadows, and its floor is
+    retraining put through the same protocol."""
+    path = tmp_path / "scores.toml"
+    path.write_text(TINY + '[methods.mnemonic]\n[gold]\nn_models = 8\nn_shadows = 4\n'
+                    'scores = ["forget_quality", "klom", "ulira"]\n')  # fmt: skip
+    config = bench.load_config(path)
+    gold = [(c.kind, c.scenario, c.method, c.score) for c in bench.plan(config)
+            if c.kind.startswith("gold")]  # fmt: skip
+    assert ("gold-floor", "random-20", "retrain", "ulira") in gold
+    assert ("gold-floor", "class-3", "retrain", "ulira") not in gold  # random requests only
+    for method in ("finetune", "neggrad"):
+        assert {s for k, sc, m, s in gold if sc == "random-20" and m == method} == {
+            "forget_quality", "klom", "ulira"}  # fmt: skip
+    assert [s for k, sc, m, s in gold if sc == "random-20" and m == "mnemonic"] == [""]
+    floor = engine.Cell("gold-floor", "random-20", score="ulira")
+    rows = engine.run_cell(config, floor)
+    metrics = {r["metric"]: r["value"] for r in rows}
+    assert set(metrics) == {"ulira_accuracy", "ulira_auc", "ulira_tpr_at_0.1pct_fpr"}
+    assert all(r["method"] == "retrain" for r in rows) and 0 <= metrics["ulira_auc"] <= 1
+    path.write_text(TINY + "[gold]\nn_models = 8\nn_shadows = 2\n")
+    with pytest.raises(ConfigError, match=r"gold.n_shadows .* >= 4, got 2"):
+        bench.load_config(path)

@@ -88,7 +88,7 @@ _SECTIONS = {
     "train": None,  # checked by TrainConfig
     "scenario": None,  # a list, checked per entry
     "methods": None,  # method -> hyperparameters, checked by the registry
-    "gold": {"n_models", "scores", "scenarios"},
+    "gold": {"n_models", "n_shadows", "scores", "scenarios"},
     "tune": {"trials", "seed", "split_offset", "space"},
 }
 
@@ -314,6 +314,11 @@ def parse_config(
     if bad:
         raise ConfigError(f"{where}: gold.scores must be a list from {list(GOLD_SCORES)}, "
                           f"got {scores!r}")  # fmt: skip
+    shadows = gold.get("n_shadows")
+    if shadows is not None and (not isinstance(shadows, int) or isinstance(shadows, bool)
+                                or shadows < 4):  # fmt: skip
+        raise ConfigError(f"{where}: gold.n_shadows (U-LiRA's shadow runs) must be an integer "
+                          f">= 4, got {shadows!r}")  # fmt: skip
     names = [s.name for s in scenarios]
     chosen = gold.setdefault("scenarios", names)  # the per-example scores' scenarios
     if not isinstance(chosen, list) or not chosen or set(chosen) - set(names):

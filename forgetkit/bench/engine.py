@@ -11,10 +11,11 @@ A run is a list of *cells*, each a pure function of the config and its own coord
   (through the checkpoint cache, with the method's training hooks), unlearned with that
   seed, scored against the oracle; its time (the unlearning alone, preprocessing such as a
   Fisher pass included) and peak memory;
-* ``gold``: one per scenario and method when ``gold.n_models > 0``: the per-example
-  scores of :mod:`forgetkit.metrics.gold` over N unlearned and N retrained models, and
-  ``gold-floor``, the same scores of N more retrained models (other seeds) against those
-  N: retraining against itself at the same N.
+* ``gold``: one per scenario, method and per-example score when ``gold.n_models > 0``:
+  the scores of :mod:`forgetkit.metrics.gold` over N unlearned and N retrained models, and
+  ``gold-floor``, one per score, the same scores of N more retrained models (other seeds)
+  against those N: retraining against itself at the same N. One cell per score keeps each
+  cell short, so a stopped run loses little (the models every cell trains are cached).
 
 A method whose ``serves`` does not include a scenario's kind of request (the mnemonic code,
 made for whole classes, on random samples) is not run there: its cells hold one
@@ -63,9 +64,11 @@ class Cell:
     scenario: str
     method: str = "retrain"  # a method label of the config
     seed: int = 0
+    score: str = ""  # a gold cell's per-example score (GOLD_SCORES); "" for the others
 
     def describe(self) -> str:
-        return f"{self.kind}:{self.scenario}:{self.method}:{self.seed}"
+        tail = f":{self.score}" if self.score else ""
+        return f"{self.kind}:{self.scenario}:{self.method}:{self.seed}{tail}"
 
 
 def plan(config: BenchConfig) -> list[Cell]:
@@ -77,10 +80,22 @@ def plan(config: BenchConfig) -> list[Cell]:
               for m in config.methods for seed in config.seeds]  # fmt: skip
     if config.gold.get("n_models", 0):
         chosen = config.gold.get("scenarios") or [s.name for s in config.scenarios]
-        gold = [s for s in config.scenarios if s.name in chosen]
-        cells += [Cell("gold-floor", s.name) for s in gold]
-        cells += [Cell("gold", s.name, m.label) for s in gold for m in config.methods]
+        for s in (s for s in config.scenarios if s.name in chosen):
+            scores = gold_scores(config, s.name)
+            cells += [Cell("gold-floor", s.name, score=score) for score in scores]
+            for m in config.methods:
+                if applicable(config, m.label, s.name):
+                    cells += [Cell("gold", s.name, m.label, score=score) for score in scores]
+                else:  # one cell, whose single row says the method does not serve the request
+                    cells.append(Cell("gold", s.name, m.label))
     return cells
+
+
+def gold_scores(config: BenchConfig, scenario: str) -> list[str]:
+    """The per-example scores computed on ``scenario``: the config's, U-LiRA on random
+    requests only (it is defined for random forget sets)."""
+    kind = next(s.kind for s in config.scenarios if s.name == scenario)
+    return [s for s in config.gold.get("scores", []) if s != "ulira" or kind == "random"]
 
 
 def cell_key(config: BenchConfig, cell: Cell) -> str:
@@ -91,8 +106,11 @@ def cell_key(config: BenchConfig, cell: Cell) -> str:
     method = next((asdict(m) for m in config.methods if m.label == cell.method), None)
     if method is not None:  # the hyperparameters the cell really uses (tuned ones included)
         method["hyperparameters"] = config.hyperparameters(cell.method, cell.scenario)
+    described = asdict(cell)
+    if not cell.score:  # keys of the cells that have no score stay as they were
+        del described["score"]
     payload = {
-        "cell": asdict(cell), "data": config.data, "model": config.model,
+        "cell": described, "data": config.data, "model": config.model,
         "train": config.train, "scenario": asdict(scenario), "method": method,
         "device": config.device.split(":")[0], "threads": config.threads,
         "oracle_seeds": list(config.oracle_seeds), "gold": config.gold,

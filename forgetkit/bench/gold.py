@@ -12,8 +12,12 @@ For a scenario and a method, with N = ``gold.n_models``:
 * **KLOM** (Georgiev et al.): N originals of different seeds, each unlearned once, against
   the same N retrained models, scored per example on the forget, retain and test sets;
 * **U-LiRA** (Hayes et al.; asked for with ``scores = [..., "ulira"]``, on random-forgetting
-  scenarios only): N shadow runs and a target run on random halves, see
-  :func:`ulira_evaluation`.
+  scenarios only): ``gold.n_shadows`` (default N) shadow runs and a target run on random
+  halves, see :func:`ulira_evaluation`; its floor is retraining run through the same
+  protocol.
+
+Each score is a cell of its own (``Cell.score``), so that a long run stopped midway loses at
+most one score of one method.
 
 Every model trains through the checkpoint cache, so a second method scored against the same
 retrained models retrains nothing. The ``gold-floor`` cell scores retraining against itself
@@ -96,16 +100,20 @@ def _cheap_readout_rows(cell, result: Any, task: Any, device: Any) -> list[dict[
 
 
 def gold_cell(config, cell, task, device) -> list[dict[str, Any]]:
-    if not applicable(config, cell.method, cell.scenario):
+    """The rows of one per-example score (``cell.score``) of one method."""
+    if not cell.score or not applicable(config, cell.method, cell.scenario):
         return not_applicable_rows(cell)
     n = config.gold["n_models"]
-    scores = config.gold["scores"]
     method = method_instance(config, cell.method, cell.scenario)
-    retrained = oracle_models(config, task, device, seeds=range(n))
-    sets = _sets(task)
     extra = unlearn_inputs(task, method)
+    if cell.score == "ulira":
+        model_cfg, train_cfg = _recipe(config, task)
+        return _ulira_rows(cell, ulira_evaluation(
+            method, task.data, model_cfg, train_cfg, n_shadows=n_shadows(config),
+            forget_fraction=ULIRA_FORGET_FRACTION, device=device))  # fmt: skip
+    retrained = oracle_models(config, task, device, seeds=range(n))
     rows: list[dict[str, Any]] = []
-    if "forget_quality" in scores:
+    if cell.score == "forget_quality":
         original = original_model(config, task, method, 0, device)
         results = [method.unlearn(original, task.forget_set, task.retain_set, device=device,
                                   seed=i, **extra) for i in range(n)]  # fmt: skip
@@ -122,24 +130,27 @@ def gold_cell(config, cell, task, device) -> list[dict[str, Any]]:
         rows += [_row(cell, "forget", "forget_quality", fq.quality),
                  _row(cell, "forget", "forget_score", fq.score)]  # fmt: skip
         rows += _epsilon_rows(cell, fq)
-    kind = next(s.kind for s in config.scenarios if s.name == cell.scenario)
-    if "ulira" in scores and kind == "random":  # defined for random forget sets only
-        model_cfg, train_cfg = _recipe(config, task)
-        res = ulira_evaluation(method, task.data, model_cfg, train_cfg, n_shadows=n,
-                               forget_fraction=ULIRA_FORGET_FRACTION, device=device)  # fmt: skip
-        rows += [_row(cell, "forget", "ulira_accuracy", res.accuracy),
-                 _row(cell, "forget", "ulira_auc", res.auc),
-                 _row(cell, "forget", "ulira_tpr_at_0.1pct_fpr", res.tpr_at_low_fpr)]  # fmt: skip
-    if "klom" in scores:
+    elif cell.score == "klom":
         unlearned = []
         for i in range(n):
             original = original_model(config, task, method, i, device)
             unlearned.append(method.unlearn(original, task.forget_set, task.retain_set,
                                             device=device, seed=i, **extra).model)  # fmt: skip
-        for split, data in sets.items():
-            values = klom(margins(unlearned, data), margins(retrained, data))
-            rows += _summary_rows(cell, split, "klom", values)
+        for split, data in _sets(task).items():
+            rows += _summary_rows(cell, split, "klom", klom(margins(unlearned, data),
+                                                            margins(retrained, data)))  # fmt: skip
     return rows
+
+
+def n_shadows(config) -> int:
+    """U-LiRA's shadow runs: ``gold.n_shadows``, else ``gold.n_models``."""
+    return int(config.gold.get("n_shadows") or config.gold["n_models"])
+
+
+def _ulira_rows(cell, res: ULiRAResult) -> list[dict[str, Any]]:
+    return [_row(cell, "forget", "ulira_accuracy", res.accuracy),
+            _row(cell, "forget", "ulira_auc", res.auc),
+            _row(cell, "forget", "ulira_tpr_at_0.1pct_fpr", res.tpr_at_low_fpr)]  # fmt: skip
 
 
 def _epsilon_rows(cell, fq: Any) -> list[dict[str, Any]]:
@@ -151,16 +162,25 @@ def _epsilon_rows(cell, fq: Any) -> list[dict[str, Any]]:
 
 
 def floor_cell(config, cell, task, device) -> list[dict[str, Any]]:
-    """Retraining against itself at the methods' N: seeds N..2N-1 against seeds 0..N-1."""
+    """Retraining against itself at the methods' N, for one score: seeds N..2N-1 against
+    seeds 0..N-1 (forget quality, KLOM); for U-LiRA, retraining as the method, with as many
+    shadow runs as the methods get."""
+    if cell.score == "ulira":
+        from forgetkit.methods import get_method
+
+        model_cfg, train_cfg = _recipe(config, task)
+        return _ulira_rows(cell, ulira_evaluation(
+            get_method("retrain"), task.data, model_cfg, train_cfg, n_shadows=n_shadows(config),
+            forget_fraction=ULIRA_FORGET_FRACTION, device=device))  # fmt: skip
     n = config.gold["n_models"]
     reference = oracle_models(config, task, device, seeds=range(n))  # what methods face
     fresh = oracle_models(config, task, device, seeds=range(n, 2 * n))
     rows: list[dict[str, Any]] = []
-    if "forget_quality" in config.gold["scores"]:
+    if cell.score == "forget_quality":
         fq = forget_quality(margins(fresh, task.forget_set), margins(reference, task.forget_set))
         rows.append(_row(cell, "forget", "forget_quality", fq.quality))
         rows += _epsilon_rows(cell, fq)
-    if "klom" in config.gold["scores"]:
+    elif cell.score == "klom":
         for split, data in _sets(task).items():
             rows += _summary_rows(cell, split, "klom",
                                   klom(margins(fresh, data), margins(reference, data)))  # fmt: skip
