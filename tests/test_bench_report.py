@@ -33,3 +33,30 @@ def test_comparison_table_puts_the_oracle_first_with_intervals():
 )
 def test_format_interval_has_no_negative_zero_and_drops_unknown_halves(mean, half, text):
     assert format_interval(mean, half) == text
+
+
+def test_recommend_applies_each_tolerance_and_orders_recommended_fastest_first():
+    from forgetkit.bench.report import Tolerances, recommend
+
+    cols = ["scenario", "method", "seed", "split", "metric", "value"]
+    rows = []
+    # oracle forget 0.80 (tiny interval), test 0.90; a: close, stable, fast; b: close but its
+    # test accuracy fell 5 points; c: 0.10 off; d: close on average but unstable; e: close,
+    # slower than a.
+    forget = {"retrain": [0.80, 0.80, 0.80], "a": [0.81, 0.81, 0.81], "b": [0.80, 0.80, 0.80],
+              "c": [0.90, 0.90, 0.90], "d": [0.60, 1.00, 0.80], "e": [0.79, 0.79, 0.79]}
+    test = {"b": 0.85}
+    seconds = {"retrain": 10.0, "a": 1.0, "b": 0.5, "c": 0.1, "d": 0.2, "e": 3.0}
+    for method, values in forget.items():
+        for seed, v in enumerate(values):
+            rows += [("r", method, seed, "forget", "accuracy", v),
+                     ("r", method, seed, "test", "accuracy", test.get(method, 0.90)),
+                     ("r", method, seed, "-", "seconds", seconds[method])]  # fmt: skip
+    rows.append(("r", "m", 0, "-", "not_applicable", 1.0))
+    table = recommend(pd.DataFrame(rows, columns=cols), "r", ["a", "b", "c", "d", "e", "m"])
+    assert list(table.index) == ["a", "e", "c", "d", "b"]  # recommended first, then by time
+    assert table["recommended"].tolist() == [True, True, False, False, False]
+    assert not table.loc["c", "close to the oracle"] and not table.loc["d", "stable across seeds"]
+    assert table.loc["b", "test gap (points)"] == pytest.approx(-5.0)
+    loose = recommend(pd.DataFrame(rows, columns=cols), "r", ["c"], Tolerances(forget=0.2))
+    assert loose.loc["c", "recommended"]

@@ -11,6 +11,7 @@ trade-off as where every method started.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -107,6 +108,49 @@ def format_interval(mean: float, half: float, digits: int = 3, cap: float | None
     if half is None or math.isnan(float(half)) or text.startswith("≥"):
         return text
     return f"{text} ± {format_value(float(half), number(digits))}"
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """When a method counts as doing what retraining does on a request, in accuracy units."""
+
+    forget: float = 0.03  # |forget accuracy - oracle's|, or the oracle's 95% interval if wider
+    stable: float = 0.10  # the half-width of the method's own 95% interval over seeds
+    test: float = 0.02  # how far its test accuracy may fall below the oracle's
+
+
+def recommend(df: pd.DataFrame, scenario: str, methods: Sequence[str],
+              tolerances: Tolerances = Tolerances()) -> pd.DataFrame:  # fmt: skip
+    """The evidence for recommending each method on one request, from a results table.
+
+    A row per method that ran on ``scenario``: the forget-accuracy gap to the oracle's mean,
+    whether it is ``close to the oracle`` (within the oracle's 95% interval or
+    ``tolerances.forget``, whichever is wider), ``stable across seeds``, the test-accuracy
+    gap in points, the mean unlearning seconds, and ``recommended`` (all three tests hold).
+    Recommended methods come first, fastest first; then the others, fastest first. Computed,
+    never written by hand, so that a chapter's recommendations follow its stored run."""
+    s = summary(df[df["scenario"] == scenario]).set_index(["split", "metric", "method"])
+    skipped = {m for sc, m in not_applicable(df) if sc == scenario}
+    oracle_forget = s.loc[("forget", "accuracy", "retrain")]
+    oracle_test = s.loc[("test", "accuracy", "retrain")]
+    rows = []
+    for label in methods:
+        if label in skipped:
+            continue
+        forget, test = s.loc[("forget", "accuracy", label)], s.loc[("test", "accuracy", label)]
+        gap = forget["mean"] - oracle_forget["mean"]
+        rows.append({
+            "method": label,
+            "forget gap": gap,
+            "close to the oracle": bool(abs(gap) <= max(oracle_forget["ci95"], tolerances.forget)),
+            "stable across seeds": bool(forget["ci95"] <= tolerances.stable),
+            "test gap (points)": 100 * (test["mean"] - oracle_test["mean"]),
+            "seconds": s.loc[("-", "seconds", label), "mean"],
+        })  # fmt: skip
+    table = pd.DataFrame(rows).set_index("method")
+    table["recommended"] = (table["close to the oracle"] & table["stable across seeds"]
+                            & (table["test gap (points)"] >= -100 * tolerances.test))  # fmt: skip
+    return table.sort_values(["recommended", "seconds"], ascending=[False, True])
 
 
 def draw(out_dir: str | Path) -> list[Path]:
