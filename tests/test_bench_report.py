@@ -43,8 +43,14 @@ def test_recommend_applies_each_tolerance_and_orders_recommended_fastest_first()
     # oracle forget 0.80 (tiny interval), test 0.90; a: close, stable, fast; b: close but its
     # test accuracy fell 5 points; c: 0.10 off; d: close on average but unstable; e: close,
     # slower than a.
-    forget = {"retrain": [0.80, 0.80, 0.80], "a": [0.81, 0.81, 0.81], "b": [0.80, 0.80, 0.80],
-              "c": [0.90, 0.90, 0.90], "d": [0.60, 1.00, 0.80], "e": [0.79, 0.79, 0.79]}
+    forget = {
+        "retrain": [0.80, 0.80, 0.80],
+        "a": [0.81, 0.81, 0.81],
+        "b": [0.80, 0.80, 0.80],
+        "c": [0.90, 0.90, 0.90],
+        "d": [0.60, 1.00, 0.80],
+        "e": [0.79, 0.79, 0.79],
+    }
     test = {"b": 0.85}
     seconds = {"retrain": 10.0, "a": 1.0, "b": 0.5, "c": 0.1, "d": 0.2, "e": 3.0}
     for method, values in forget.items():
