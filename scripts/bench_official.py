@@ -1155,7 +1155,7 @@ def bench_scrub(preset: str, repeats: int) -> list[Row]:
             t_off,
             t_fk,
             max_rel_diff(res.model, off_model),
-            note="forgetkit's time includes its forget-set distance before and after",
+            note="forgetkit's time includes its forget-set distance after unlearning",
         )
     ]
 

@@ -63,7 +63,7 @@ def test_max_steps_push_the_forget_set_away_from_the_teacher(setting):
     runs = {m: fk.get_method("scrub", epochs=3, msteps=m).unlearn(original, forget, retain)
             for m in (0, 3)}  # fmt: skip
     scrub = runs[3].details
-    assert scrub["forget_kl"]["before"] == pytest.approx(0.0, abs=1e-6)  # student = teacher
+    assert set(scrub["forget_kl"]) == {"after"}  # before, 0 by construction: not computed
     rising = [row["max_kl"] for row in scrub["history"]]
     assert rising[0] < rising[1] < rising[2], rising
     # the same min-steps without the max-steps leave the forget set closer to the teacher
