@@ -11,6 +11,13 @@ on request (/work/shared/docs/method-chapter.md, item 7). Checked on the MyST so
   across the book, and each followed, before the next exercise, by a ``{solution}`` of that
   label with ``:class: dropdown``;
 * ``sphinx_exercise`` among the extensions of ``_config.yml``.
+
+The evidence behind a course chapter (fidelity notes, self-checks, ablations, cost tables,
+stored-run bookkeeping) lives on its *lab-notes page* ``book/src/<chapter>_lab.md``, listed in
+the part "Lab notes" of ``_toc.yml`` and not held to the course shape. Checked here: each lab
+page belongs to a course chapter, opens with the label ``(<chapter>-lab)=``, and is linked
+from a numbered table of its chapter (the replication table); and a course page that has lab
+notes shows no printed self-check (``...: True`` lines) and no printed dict.
 """
 
 from __future__ import annotations
@@ -19,25 +26,34 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "book" / "src"
 COURSE_PARTS = ("Foundations", "Methods")
+LAB_PART = "Lab notes"
+LAB_SUFFIX = "_lab"
 
 
-def course_chapters() -> list[str]:
-    """The chapter names of the course parts of ``_toc.yml``, in reading order."""
+def part_pages(captions: tuple[str, ...]) -> list[str]:
+    """The page names of the parts of ``_toc.yml`` captioned ``captions``, in reading order."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     names = []
     for part in toc.get("parts", []):
-        if part.get("caption") in COURSE_PARTS:
+        if part.get("caption") in captions:
             names += [Path(entry["file"]).name for entry in part.get("chapters", [])]
     return names
 
 
+def course_chapters() -> list[str]:
+    """The chapter names of the course parts of ``_toc.yml``, in reading order."""
+    return part_pages(COURSE_PARTS)
+
+
 CHAPTERS = course_chapters()
+LABS = part_pages((LAB_PART,))
 
 # The opening line of a directive, in backtick or colon fences: ```{name} argument
 OPENING = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}[ \t]*(?P<arg>.*)$", re.M)
@@ -245,3 +261,95 @@ def test_objectives_below_the_first_section_fail():
 def test_a_chapter_with_one_exercise_fails():
     one = GOOD[: GOOD.index("```{exercise}")]
     assert any("at least 2 needed" in p for p in shape_problems(one))
+
+
+# ----------------------------------------------------------------------- lab-notes pages
+
+
+def test_lab_pages_pair_with_course_chapters():
+    in_course = [name for name in CHAPTERS if name.endswith(LAB_SUFFIX)]
+    assert in_course == [], f"lab-notes pages listed among the course chapters: {in_course}"
+    strays = sorted(
+        p.stem for p in SRC.glob(f"*{LAB_SUFFIX}.md") if p.stem not in LABS
+    )  # a lab page elsewhere in the toc would be held to nothing
+    assert strays == [], f"lab-notes sources not in the part {LAB_PART!r} of _toc.yml: {strays}"
+    for name in LABS:
+        assert name.endswith(LAB_SUFFIX), f"{LAB_PART}: {name!r} is not named <chapter>_lab"
+        chapter = name.removesuffix(LAB_SUFFIX)
+        assert chapter in CHAPTERS, f"{name}: no course chapter {chapter!r} in {COURSE_PARTS}"
+
+
+def lab_problems(chapter_text: str, lab_text: str, chapter: str) -> list[str]:
+    """What keeps a lab page and its chapter from being linked as the course expects."""
+    problems = []
+    label = f"{chapter}-lab"
+    opening = re.search(rf"^\({re.escape(label)}\)=\n# ", lab_text, re.M)
+    first_heading = re.search(r"^# ", lab_text, re.M)
+    if opening is None or (first_heading and opening.end() - 2 != first_heading.start()):
+        problems.append(f"the lab page does not open with the label ({label})= above its title")
+    link = f"{{ref}}`{label}`"
+    if not any(d["name"] == "table" and link in d["arg"] for d in directives(chapter_text)):
+        problems.append(f"no table caption of the chapter links its lab notes ({link})")
+    return problems
+
+
+@pytest.mark.parametrize("name", LABS)
+def test_lab_page_is_linked_from_its_chapter(name):
+    chapter = name.removesuffix(LAB_SUFFIX)
+    problems = lab_problems(
+        (SRC / f"{chapter}.md").read_text(), (SRC / f"{name}.md").read_text(), chapter
+    )
+    assert problems == [], f"book/src/{name}.md and {chapter}.md: " + "; ".join(problems)
+
+
+def test_the_lab_link_check_can_fail():
+    chapter = ":::{table} Results; the rest: {ref}`x-lab`.\n:name: tbl-x\n\n| a |\n|---|\n:::\n"
+    lab = "(x-lab)=\n# X: lab notes\n"
+    assert lab_problems(chapter, lab, "x") == []
+    assert "links its lab notes" in lab_problems(chapter.replace("x-lab", "y-lab"), lab, "x")[0]
+    assert "does not open" in lab_problems(chapter, "# X: lab notes\n", "x")[0]
+
+
+HIDDEN_OUTPUT = {"remove-cell", "remove-output"}
+# A printed self-check ("claim: True"), a bare boolean, or a dict repr ({'key': ...}).
+CHECK_LINE = re.compile(r"(^|:\s)(True|False)\s*$|\{\s*['\"][^'\"]*['\"]\s*:", re.M)
+
+
+def printed_checks(nb) -> list[str]:
+    """The lines a course page would show that are self-checks or dicts: stream and plain-text
+    outputs of code cells the page does not hide."""
+    found = []
+    for k, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or HIDDEN_OUTPUT & set(cell.metadata.get("tags", [])):
+            continue
+        for output in cell.get("outputs", []):
+            text = output.get("text") or output.get("data", {}).get("text/plain") or ""
+            if "scrapbook" in (output.get("metadata") or {}):
+                continue  # a glued value: shown only where the prose quotes it
+            text = "".join(text) if isinstance(text, list) else text
+            found += [f"cell {k}: {m.group(0).strip()!r}" for m in CHECK_LINE.finditer(text)]
+    return found
+
+
+@pytest.mark.parametrize("name", [n for n in CHAPTERS if f"{n}{LAB_SUFFIX}" in LABS])
+def test_course_page_with_lab_notes_prints_no_checks(name):
+    """Self-checks stay (they fail the build) but print on the lab page, or run in a cell the
+    course page removes (``remove-cell``, still compared by nbval)."""
+    nb = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
+    found = printed_checks(nb)
+    assert found == [], f"book/{name}.ipynb shows checks or dicts on the page: {found}"
+
+
+def test_the_printed_check_rule_can_fail():
+    shown = nbformat.v4.new_code_cell("print(...)")
+    shown.outputs = [nbformat.v4.new_output("stream", name="stdout", text="it holds: True\n")]
+    removed = nbformat.v4.new_code_cell("print(...)", metadata={"tags": ["remove-cell"]})
+    removed.outputs = shown.outputs
+    plain = nbformat.v4.new_code_cell("print(...)")
+    plain.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="3 SGD steps (accumulate=True)\n")
+    ]
+    as_dict = nbformat.v4.new_code_cell("print(...)")
+    as_dict.outputs = [nbformat.v4.new_output("stream", name="stdout", text="{'steps': 3}\n")]
+    nb = nbformat.v4.new_notebook(cells=[shown, removed, plain, as_dict])
+    assert printed_checks(nb) == ["cell 0: ': True'", "cell 3: \"{'steps':\""]
