@@ -353,3 +353,38 @@ def test_the_printed_check_rule_can_fail():
     as_dict.outputs = [nbformat.v4.new_output("stream", name="stdout", text="{'steps': 3}\n")]
     nb = nbformat.v4.new_notebook(cells=[shown, removed, plain, as_dict])
     assert printed_checks(nb) == ["cell 0: ': True'", "cell 3: \"{'steps':\""]
+
+
+READING_BUDGET = 2400  # words of prose before the exercises: about 12 minutes of reading
+
+
+def prose_words(text: str) -> int:
+    """Words of a chapter's prose before its exercises: no front matter, code cells, display
+    math, tables, fences and directive lines, option lines, labels or HTML comments."""
+    text = text.split("\n## Exercises", 1)[0]
+    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)
+    text = re.sub(r"```\{code-cell\}.*?\n```", "", text, flags=re.S)
+    text = re.sub(r"\$\$.*?\$\$|```\{math\}.*?\n```", "", text, flags=re.S)
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    lines = [line for line in text.splitlines()
+             if not re.match(r"\s*(```|:::|:[\w-]+:|\(.+\)=\s*$|\|)", line)]  # fmt: skip
+    return len(re.findall(r"\S+", "\n".join(lines)))
+
+
+@pytest.mark.parametrize("name", [n for n in CHAPTERS if f"{n}{LAB_SUFFIX}" in LABS])
+def test_course_page_with_lab_notes_fits_the_reading_budget(name):
+    """A course page whose evidence moved to its lab notes reads in about 12 minutes."""
+    words = prose_words((SRC / f"{name}.md").read_text())
+    assert words <= READING_BUDGET, (
+        f"book/src/{name}.md has {words} words of prose before its exercises, over the "
+        f"budget of {READING_BUDGET}: condense it, or move evidence to {name}{LAB_SUFFIX}.md"
+    )
+
+
+def test_the_reading_budget_counts_prose_only():
+    text = (
+        "---\nkernel: x\n---\n# Title\n\n(label)=\nTwo words.\n\n```{code-cell} ipython3\n"
+        "many code words here\n```\n\n:::{table} caption\n:name: t\n:::\n\n$$a + b$$\n\n"
+        "## Exercises\n\nnot counted at all\n"
+    )
+    assert prose_words(text) == 4  # "# Title" and "Two words."
