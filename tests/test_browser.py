@@ -624,3 +624,21 @@ def test_catalogue_states_each_fact_once(visit, site):
             if seeds != sorted(set(seeds)):
                 bad.append(f"{entry['label']}: seeds {numbers} repeat or are out of order")
     assert bad == [], f"{CATALOGUE}: facts stated more than once:\n" + "\n".join(bad)
+
+
+HEIGHT_BUDGET = 15000  # px at 1280 px: a course page a reader finishes
+LAB_PAGES = [d for d in PAGES if d.endswith("_lab")]
+COURSE_WITH_LABS = [d for d in PAGES if f"{d}_lab" in LAB_PAGES]
+
+
+@pytest.mark.parametrize("doc", COURSE_WITH_LABS)
+def test_course_page_with_lab_notes_fits_the_height_budget(visit, doc):
+    """A course page whose evidence moved to its lab notes stays within the height budget;
+    the lab notes page holds the rest (its height is not budgeted)."""
+    v = visit(f"{doc}.html", width=1280)
+    v.page.wait_for_load_state("networkidle")
+    height = v.page.evaluate("() => document.documentElement.scrollHeight")
+    assert height <= HEIGHT_BUDGET, (
+        f"{doc}: {height} px tall at 1280 px, over the budget of {HEIGHT_BUDGET}: condense "
+        f"it or move evidence to {doc}_lab"
+    )
