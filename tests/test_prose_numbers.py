@@ -49,7 +49,6 @@ BACKED_AFTER = re.compile(r"^\W{0,3}\{glue|^ (confidence )?interval\b")
 REFERENCE = {
     ("measuring", "0.5"): "the chance level of a balanced membership attack",
     ("which_method", "0.5"): "the chance level of a balanced membership attack",
-    ("eternal_sunshine", "1.0"): "the official loop's own speed, the ratios' reference",
     ("mnemonic", "1.0"): "the top score of a sign on the codes",
     ("forsaken", "100 %"): "what a degenerate oracle would give, a hypothetical",
 }
