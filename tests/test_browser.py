@@ -645,3 +645,37 @@ def test_course_page_with_lab_notes_fits_the_height_budget(visit, doc):
         f"{doc}: {height} px tall at 1280 px, over the budget of {HEIGHT_BUDGET}: condense "
         f"it or move evidence to {doc}_lab"
     )
+
+
+def _cut_at_column(page) -> list[str]:
+    """Tables and display equations wider than the text column: they scroll inside their
+    box, so a reader at this width sees part of a row, a caption or a formula cut."""
+    return page.evaluate(
+        r"""() => {
+            const out = [];
+            const sel = ".bd-article table, .bd-article mjx-container[display='true'], "
+                + ".bd-article div.math";
+            for (const el of document.querySelectorAll(sel)) {
+                if (el.scrollWidth > el.clientWidth + 1) {
+                    const cap = el.querySelector("caption");
+                    const text = cap ? cap.innerText : (el.getAttribute("aria-label") || "");
+                    out.push(`<${el.tagName.toLowerCase()}> ${el.scrollWidth}px in `
+                        + `${el.clientWidth}px: "${text.trim().slice(0, 60)}"`);
+                }
+            }
+            return out;
+        }"""
+    )
+
+
+@pytest.mark.parametrize("doc", [d for d in PAGES if d not in UNNUMBERED_TABLES_ALLOWED])
+def test_tables_and_equations_fit_the_column_at_1280px(visit, doc):
+    """At 1280 px no table, caption or display equation is cut: each fits the text column
+    (split or pivot a wide table; break a long equation with ``aligned``)."""
+    v = visit(f"{doc}.html", width=1280)
+    v.page.wait_for_load_state("networkidle")
+    v.page.wait_for_function("() => !window.MathJax || !MathJax.startup || "
+                             "MathJax.startup.promise !== undefined")  # fmt: skip
+    v.page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+    cut = _cut_at_column(v.page)
+    assert cut == [], f"{doc} at 1280px: wider than the column:\n" + "\n".join(cut)
