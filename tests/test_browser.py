@@ -679,3 +679,28 @@ def test_tables_and_equations_fit_the_column_at_1280px(visit, doc):
     v.page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
     cut = _cut_at_column(v.page)
     assert cut == [], f"{doc} at 1280px: wider than the column:\n" + "\n".join(cut)
+
+
+@pytest.mark.parametrize("doc", [d for d in PAGES if d not in UNNUMBERED_TABLES_ALLOWED])
+def test_captions_stay_in_view_on_a_phone(visit, doc):
+    """At 400 px a wide table scrolls in its box; its caption stays within the visible box,
+    so it is never cut (it was 400 px wide in a 368 px box)."""
+    v = visit(f"{doc}.html", width=400)
+    v.page.wait_for_load_state("networkidle")
+    cut = v.page.evaluate(
+        r"""() => {
+            const out = [];
+            for (const t of document.querySelectorAll(".bd-article table")) {
+                const cap = t.querySelector("caption");
+                if (!cap) continue;
+                const box = (t.closest(".pst-scrollable-table-container") || t)
+                    .getBoundingClientRect();
+                const r = cap.getBoundingClientRect();
+                if (r.right > box.right + 1 || r.left < box.left - 1)
+                    out.push(`${Math.round(r.width)}px caption in a ${Math.round(box.width)}px `
+                        + `box: "${cap.innerText.trim().slice(0, 50)}"`);
+            }
+            return out;
+        }"""
+    )
+    assert cut == [], f"{doc} at 400px: captions cut:\n" + "\n".join(cut)
