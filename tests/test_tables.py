@@ -112,7 +112,9 @@ def _cells(text: str) -> list[str]:
 def test_every_glued_table_is_numbered_and_captioned(path):
     text = path.read_text(encoding="utf-8")
     keys = re.findall(r'glue_table\(\s*f?"([^"]+)"', text)
-    directives = re.findall(r":::\{table\} (.+)\n:name: (\S+)\n\n```\{glue:md\} (\S+)\n", text)
+    directives = re.findall(  # further options (e.g. `:class: prose-table`) may follow `:name:`
+        r":::\{table\} (.+)\n:name: (\S+)\n(?::[\w-]+:[^\n]*\n)*\n```\{glue:md\} (\S+)\n", text
+    )
     named = {name for caption, name, key in directives if caption.strip() and name == key}
     for key in keys:
         if "{" in key:  # an f-string key: each expansion must be named
