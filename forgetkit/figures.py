@@ -32,6 +32,7 @@ __all__ = [
     "CONTENT_WIDTH_PX",
     "MIN_FONT_PX",
     "FigureRecord",
+    "method_styles",
     "plotted_data",
     "publish_figure",
     "read_records",
@@ -88,6 +89,23 @@ def style() -> dict[str, Any]:
         # outlines; the browser draws it in its own sans-serif if it lacks DejaVu Sans.
         "svg.fonttype": "none",
         "svg.hashsalt": "forgetkit",  # stable element ids: regenerating changes only changes
+    }
+
+
+MARKERS = "osD^vP*Xph"
+
+
+def method_styles(methods: Sequence[str]) -> dict[str, dict[str, str]]:
+    """A marker and a colour per method, fixed by its place in ``methods``, so that a
+    method looks the same on every panel and every page that draws the same list (a
+    panel's own colour cycle would give it the colour of its rank on that panel)."""
+    methods = list(methods)
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be distinct, got {methods}")
+    if len(methods) > len(MARKERS):
+        raise ValueError(f"at most {len(MARKERS)} methods can be told apart, got {len(methods)}")
+    return {
+        m: {"marker": MARKERS[k], "color": PALETTE[k % len(PALETTE)]} for k, m in enumerate(methods)
     }
 
 

@@ -436,3 +436,15 @@ def test_a_figure_of_stored_results_states_their_provenance(notebook, fig):
     assert "drawn_by" in record.provenance
     with pytest.raises(TypeError, match="provenance is a dict"):
         publish_figure("fig-test-x", fig, source="s", profile="ci", provenance={"a": 1})
+
+
+def test_method_styles_fix_marker_and_colour_by_place():
+    from forgetkit.figures import MARKERS, PALETTE, method_styles
+
+    styles = method_styles(["a", "b", "c"])
+    assert styles["b"] == {"marker": MARKERS[1], "color": PALETTE[1]}
+    assert method_styles(["x", "b"])["b"] == styles["b"]  # the place, not the name, decides
+    with pytest.raises(ValueError, match="distinct"):
+        method_styles(["a", "a"])
+    with pytest.raises(ValueError, match="at most"):
+        method_styles([str(k) for k in range(len(MARKERS) + 1)])
