@@ -674,9 +674,7 @@ def test_tables_and_equations_fit_the_column_at_1280px(visit, doc):
     (split or pivot a wide table; break a long equation with ``aligned``)."""
     v = visit(f"{doc}.html", width=1280)
     v.page.wait_for_load_state("networkidle")
-    v.page.wait_for_function("() => !window.MathJax || !MathJax.startup || "
-                             "MathJax.startup.promise !== undefined")  # fmt: skip
-    v.page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+    v.page.evaluate("() => window.MathJax?.startup?.promise ?? null")  # typeset first
     cut = _cut_at_column(v.page)
     assert cut == [], f"{doc} at 1280px: wider than the column:\n" + "\n".join(cut)
 
