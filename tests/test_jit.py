@@ -138,9 +138,16 @@ def test_batched_path_in_uneven_chunks_equals_the_loop(monkeypatch):
     _close_states(result.model, official)
 
 
+class _OwnBatchNorm(nn.BatchNorm1d):
+    def forward(self, inp):
+        return super().forward(inp)
+
+
 def test_auto_path_picks_by_network_and_keeps_the_result():
     conv = build_model(ModelConfig("small_cnn", (1, 8, 8), 3, {}), seed=0)
-    assert choose_path(_mlp()) == "batched" and choose_path(conv) == "loop"
+    assert choose_path(_mlp()) == "batched" and choose_path(conv) == "batched"
+    own = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), _OwnBatchNorm(8), nn.Linear(8, 3))
+    assert choose_path(own) == "loop" and choose_path(own.eval()) == "batched"
     model, data = _bn_net(), _data(40)
     auto = get_method("jit", lr=0.05, sigma=0.3, batch_size=16).unlearn(model, data, seed=1)
     loop = get_method("jit", lr=0.05, sigma=0.3, batch_size=16, path="loop").unlearn(
@@ -148,6 +155,46 @@ def test_auto_path_picks_by_network_and_keeps_the_result():
     )
     assert auto.details["path"] == choose_path(model)
     _close_states(auto.model, loop.model)
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        (nn.BatchNorm2d(4), (12, 4, 5, 5)),
+        (nn.BatchNorm2d(4, momentum=None), (12, 4, 5, 5)),
+        (nn.BatchNorm2d(4, affine=False), (12, 4, 5, 5)),
+        (nn.BatchNorm2d(4, track_running_stats=False), (12, 4, 5, 5)),
+        (nn.BatchNorm1d(4), (12, 4)),
+        (nn.BatchNorm1d(4, momentum=None), (12, 4, 3)),
+        (_OwnBatchNorm(4), (12, 4)),  # its own forward: run part by part
+        (nn.BatchNorm1d(4), (3, 4)),  # one value per channel and group: refused, as a pass
+    ],
+)
+def test_grouped_batch_norm_equals_separate_passes_bit_for_bit(layer, shape):
+    """Each group of a grouped pass is normalised as its own pass would be, and the running
+    statistics and the count end as after the passes in order (after a first pass, as
+    after JiT's clean pass)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.uniform_(0.5, 1.5)
+    first, inp = torch.randn(*shape), 3 * torch.randn(*shape) + 1
+    grouped, separate = copy.deepcopy(layer).train(), copy.deepcopy(layer).train()
+    if shape[0] == 3:
+        refused = pytest.raises(ValueError, match="more than 1 value per channel")
+        with refused, torch.no_grad(), jit._batch_norm_per_group(grouped, 3):
+            grouped(inp)
+        return
+    with torch.no_grad():
+        grouped(first), separate(first)
+        with jit._batch_norm_per_group(grouped, 3):
+            out = grouped(inp)
+        expected = torch.cat([separate(part) for part in inp.split(4)])
+    assert "forward" not in grouped.__dict__  # the layer's own forward is back
+    assert torch.equal(out, expected)
+    for (name, a), b in zip(grouped.state_dict().items(), separate.state_dict().values(),
+                            strict=True):  # fmt: skip
+        assert torch.equal(a, b), name
 
 
 def test_a_degenerate_perturbation_contributes_nothing_and_warns():

@@ -33,12 +33,13 @@ images (:func:`lipschitz_ratios_loop` does the same). The batched path
 the loop's batch-norm behaviour: every batch-norm layer in training mode normalises each
 perturbation's ``B`` images with their own statistics and updates its running statistics
 once per perturbation, in the loop's order (clean pass first, then perturbations 1..N), so
-the weights and the running statistics equal the loop's up to float rounding. The default,
-``path="auto"``, takes whichever measured faster for the kind of network
-(:func:`choose_path`: batched without convolutions, the loop with them). Dropout in
-training mode is the one difference: both paths draw an independent mask for every
-perturbed image, but the batched path draws them in one call and the loop in ``N`` calls,
-so the masks (not their distribution) differ. The official code's masks cannot be matched
+the weights and the running statistics equal the loop's up to float rounding (each
+perturbation is normalised by the same kernel, so convolutional networks match to about
+1e-6). The default, ``path="auto"``, takes whichever measured faster (:func:`choose_path`:
+batched, unless a batch-norm layer has a forward of its own). Dropout in training mode is
+the one difference: both paths draw an independent mask for every perturbed image, but the
+batched path draws them in one call and the loop in ``N`` calls, so the masks (not their
+distribution) differ. The official code's masks cannot be matched
 by either: on the CPU they come from the same global generator as its noise.
 """
 
@@ -64,10 +65,12 @@ CLAMPS = ("batch", "image", "none")
 REDUCTIONS = ("sum", "mean")
 PATHS = ("auto", "batched", "loop")
 _TINY = 1e-12  # an input change at or below this is degenerate: the ratio is undefined
-# The batched path sends at most this many input elements through one forward pass (8 MiB
-# in float32; N = 5 perturbations of a batch of 128 CIFAR images): one pass over all N * B
-# perturbed images made a convolutional network's activations outgrow the CPU's caches.
-_CHUNK_ELEMENTS = 1 << 21
+# The batched path sends at most this many input elements through one forward pass (16 MiB
+# in float32: 10 perturbations of a batch of 128 CIFAR images, all 25 of 128 MNIST ones).
+# On two shared CPU threads, vgg_small's perturbed passes ran 1.4x to 1.55x faster per
+# image than one a pass (2 to 13 a pass, no clear gain past 8), small_cnn's 1.75x (2) to 3x
+# (25): the convolutions run faster per image on larger batches.
+_CHUNK_ELEMENTS = 1 << 22
 
 _RESOLVED = {
     "official": {"accumulate": True, "reduction": "sum", "train_mode": True, "clamp": "batch"},
@@ -110,6 +113,31 @@ def _ratios(out: Tensor, out2: Tensor, x: Tensor, x2: Tensor) -> tuple[Tensor, T
     return torch.where(degenerate, torch.zeros_like(ratio), ratio), degenerate
 
 
+def _grouped_batch_norm(layer: _BatchNorm, groups: int, inp: Tensor) -> Tensor:
+    """``layer``'s plain training-mode forward on ``inp`` as ``groups`` equal, consecutive
+    batches, each normalised by the same kernel as a separate pass would (the same bits),
+    written straight into one output: concatenating per-group outputs cost a copy of every
+    activation. Running statistics are updated once per group, in order."""
+    layer._check_input_dim(inp)
+    out = torch.empty_like(inp)
+    channels = inp.shape[1]
+    saved = inp.new_empty(2, channels)  # the kernel's saved statistics, unused here
+    track = layer.track_running_stats and layer.running_mean is not None
+    for part, into in zip(inp.split(inp.shape[0] // groups), out.split(inp.shape[0] // groups),
+                          strict=True):  # fmt: skip
+        factor = 0.0 if layer.momentum is None else layer.momentum
+        if track and layer.num_batches_tracked is not None:  # as _BatchNorm.forward does
+            layer.num_batches_tracked.add_(1)
+            if layer.momentum is None:
+                factor = 1.0 / float(layer.num_batches_tracked)
+        torch.ops.aten.native_batch_norm.out(
+            part, layer.weight, layer.bias, layer.running_mean if track else None,
+            layer.running_var if track else None, True, factor, layer.eps,
+            out=into, save_mean=saved[0], save_invstd=saved[1],
+        )  # fmt: skip
+    return out
+
+
 @contextmanager
 def _batch_norm_per_group(model: nn.Module, groups: int) -> Iterator[None]:
     """Make every batch-norm layer in training mode treat its input as ``groups`` equal,
@@ -124,6 +152,9 @@ def _batch_norm_per_group(model: nn.Module, groups: int) -> Iterator[None]:
         plain = type(layer).forward
 
         def forward(inp: Tensor) -> Tensor:
+            # A group of one value per channel is left to the plain forward, which refuses it.
+            if plain is _BatchNorm.forward and inp[: inp.shape[0] // groups, 0].numel() > 1:
+                return _grouped_batch_norm(layer, groups, inp)
             return torch.cat([plain(layer, part) for part in inp.split(inp.shape[0] // groups)])
 
         return forward
@@ -204,18 +235,21 @@ def lipschitz_ratios_loop(
 
 
 def choose_path(model: nn.Module) -> str:
-    """The ``path="auto"`` choice: ``"batched"`` for a network without convolutions, the
-    per-perturbation ``"loop"`` for a convolutional one.
+    """The ``path="auto"`` choice: ``"batched"``, unless a batch-norm layer in training mode
+    has a forward of its own (a subclass's, unmeasured): the batched path could only run
+    such a layer part by part and concatenate the parts, so it keeps the ``"loop"``.
 
-    Measured with ``scripts/bench_jit.py`` on two otherwise idle CPU threads (one step,
-    ``B = 128``, ``N = 25``, training mode): the batched path was 1.7x faster than the loop
-    on the MNIST MLP, where one large matrix product beats ``N`` small ones, but 2x slower
-    on ``small_cnn`` and 1.6x slower on ``vgg_small``, whose convolutional activations for
-    several perturbations at once outgrow the CPU's caches while the per-call overhead it
-    saves is small against the convolutions. Both paths give the same result.
+    Measured on two shared CPU threads (one step, ``B = 128``, ``N = 25``, training mode,
+    ``scripts/bench_official.py``, interleaved): the batched path beats the loop on the
+    MNIST MLP (one large matrix product instead of ``N`` small ones) and, with each group
+    normalised straight into one output (:func:`_grouped_batch_norm`) and up to 10
+    perturbations a pass, on ``small_cnn`` and ``vgg_small`` too, whose convolutions run
+    faster per image on larger batches (the earlier split-and-concatenate grouping, 5 a
+    pass, had measured 2x and 1.6x slower than the loop there). Both give the same result.
     """
-    convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-    return "loop" if convolutional else "batched"
+    custom = any(isinstance(m, _BatchNorm) and m.training and type(m).forward is not
+                 _BatchNorm.forward for m in model.modules())  # fmt: skip
+    return "loop" if custom else "batched"
 
 
 def _positive(name: str, value: float) -> None:
