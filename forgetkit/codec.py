@@ -110,7 +110,7 @@ def _nearest(d2: Tensor) -> Tensor:
 
 
 def _candidate_nearest(z: Tensor, base: Tensor | None, chunk_elements: int,
-                       prefix_sizes: tuple[int, ...] = PREFIX_SIZES) -> Tensor:  # fmt: skip
+                       prefix_sizes: tuple[int, ...] | None = None) -> Tensor:  # fmt: skip
     """Nearest neighbours in ``(X, Z_j)`` for every column ``j`` of ``z`` at once: (p, n).
 
     Exact, without the n^2 pass per candidate: ``base`` is sorted once per row and each
@@ -122,13 +122,14 @@ def _candidate_nearest(z: Tensor, base: Tensor | None, chunk_elements: int,
     n, p = z.shape
     if base is None:
         return _nearest_1d(z)
+    sizes = PREFIX_SIZES if prefix_sizes is None else prefix_sizes  # () searches full rows
     masked = base.clone()
     masked.diagonal().fill_(float("inf"))  # a sample is never its own neighbour
     ranked, order = torch.sort(masked, dim=1)
     zc = z.T.contiguous()  # (p, n)
     out = torch.empty(p, n, dtype=torch.long, device=z.device)
     todo: Tensor | None = None  # flat (candidate * n + sample) indices still unresolved
-    for k in (k for k in prefix_sizes if k < n - 1):
+    for k in (k for k in sizes if k < n - 1):
         idx = order[:, :k].sort(dim=1).values  # in index order: argmin takes the lowest
         near, limit = masked.gather(1, idx), ranked[:, k]
         if todo is None:  # every sample of every candidate: one (c, n, k) tensor per chunk
