@@ -113,8 +113,8 @@ def _candidate_nearest(z: Tensor, base: Tensor | None, chunk_elements: int,
                        prefix_sizes: tuple[int, ...] | None = None) -> Tensor:  # fmt: skip
     """Nearest neighbours in ``(X, Z_j)`` for every column ``j`` of ``z`` at once: (p, n).
 
-    Exact, without the n^2 pass per candidate: ``base`` is sorted once per row and each
-    sample is first searched among its ``k`` nearest neighbours in ``X`` alone. Every other
+    Exact, without the n^2 pass per candidate: each row of ``base`` is partly sorted once and
+    each sample is first searched among its ``k`` nearest neighbours in ``X`` alone. Every other
     sample is at least ``base``'s next sorted value away, so a minimum strictly below it is
     the true one, ties included; the rows where it is not fall back to a longer prefix and
     finally to the full row. Distances are the same floating-point numbers as a full search,
@@ -122,14 +122,17 @@ def _candidate_nearest(z: Tensor, base: Tensor | None, chunk_elements: int,
     n, p = z.shape
     if base is None:
         return _nearest_1d(z)
-    sizes = PREFIX_SIZES if prefix_sizes is None else prefix_sizes  # () searches full rows
     masked = base.clone()
     masked.diagonal().fill_(float("inf"))  # a sample is never its own neighbour
-    ranked, order = torch.sort(masked, dim=1)
+    sizes = PREFIX_SIZES if prefix_sizes is None else prefix_sizes  # () searches full rows
+    ladder = [k for k in sizes if k < n - 1]
+    if ladder:  # the smallest max(sizes) + 1 of each row, ascending (cheaper than a full sort;
+        # ties among them may come in any order: only the prefix's bound matters)
+        ranked, order = torch.topk(masked, max(ladder) + 1, dim=1, largest=False)
     zc = z.T.contiguous()  # (p, n)
     out = torch.empty(p, n, dtype=torch.long, device=z.device)
     todo: Tensor | None = None  # flat (candidate * n + sample) indices still unresolved
-    for k in (k for k in sizes if k < n - 1):
+    for k in ladder:
         idx = order[:, :k].sort(dim=1).values  # in index order: argmin takes the lowest
         near, limit = masked.gather(1, idx), ranked[:, k]
         if todo is None:  # every sample of every candidate: one (c, n, k) tensor per chunk
@@ -150,30 +153,33 @@ def _candidate_nearest(z: Tensor, base: Tensor | None, chunk_elements: int,
             return out
     if todo is None:
         todo = torch.arange(p * n, device=z.device)
-    whole = torch.arange(n, device=z.device).expand(n, n)
-    _resolve(zc, todo, whole, masked, None, out, chunk_elements)
+    _resolve(zc, todo, None, masked, None, out, chunk_elements)
     return out
 
 
-def _resolve(zc: Tensor, todo: Tensor, idx: Tensor, near: Tensor, limit: Tensor | None,
+def _resolve(zc: Tensor, todo: Tensor, idx: Tensor | None, near: Tensor, limit: Tensor | None,
              out: Tensor, chunk_elements: int) -> Tensor:  # fmt: skip
     """Searches the listed (candidate, sample) pairs among ``idx``'s columns of each sample's
-    row; writes the neighbours found below ``limit`` (all of them without one) into ``out``
-    and returns the pairs that remain unresolved."""
-    n, k = idx.shape
+    row (``near``: their distances in X) and writes the neighbours found below ``limit`` into
+    ``out``; with ``idx`` None, the whole row (``near`` = masked ``base``) and no limit.
+    Returns the pairs that remain unresolved."""
+    n = zc.shape[1]
+    k = n if idx is None else idx.shape[1]
     flat = out.view(-1)
     failed = []
     step = max(1, chunk_elements // k)
     for start in range(0, len(todo), step):
         pairs = todo[start : start + step]
         c, i = pairs // n, pairs % n
+        if idx is None:  # whole rows: contiguous, and the position is the neighbour
+            d = zc[c, i][:, None] - zc[c]
+            d.square_().add_(near[i])
+            flat[pairs] = d.argmin(-1)
+            continue
         cols = idx[i]
         d = zc[c, i][:, None] - zc[c[:, None], cols]
         d.square_().add_(near[i])
         arg = d.argmin(-1, keepdim=True)
-        if limit is None:
-            flat[pairs] = cols.gather(1, arg)[:, 0]
-            continue
         ok = d.gather(1, arg)[:, 0] < limit[i]
         flat[pairs[ok]] = cols.gather(1, arg)[ok, 0]
         failed.append(pairs[~ok])
