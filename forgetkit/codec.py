@@ -138,9 +138,11 @@ def _candidate_nearest(z: Tensor, base: Tensor | None, chunk_elements: int,
         if todo is None:  # every sample of every candidate: one (c, n, k) tensor per chunk
             step = max(1, chunk_elements // (n * k))
             failed = []
+            flat_idx = idx.flatten()
             for start in range(0, p, step):
                 zs = zc[start : start + step]
-                d = zs[:, :, None] - zs[:, idx]
+                # = zs[:, idx]; index_select is ~3x faster than advanced indexing on CPU
+                d = zs[:, :, None] - zs.index_select(1, flat_idx).view(len(zs), n, k)
                 d.square_().add_(near)
                 arg = d.argmin(-1, keepdim=True)
                 ok = d.gather(-1, arg)[..., 0] < limit
@@ -172,7 +174,7 @@ def _resolve(zc: Tensor, todo: Tensor, idx: Tensor | None, near: Tensor, limit: 
         pairs = todo[start : start + step]
         c, i = pairs // n, pairs % n
         if idx is None:  # whole rows: contiguous, and the position is the neighbour
-            d = zc[c, i][:, None] - zc[c]
+            d = zc[c, i][:, None] - zc.index_select(0, c)
             d.square_().add_(near[i])
             flat[pairs] = d.argmin(-1)
             continue
