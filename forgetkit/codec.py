@@ -10,7 +10,8 @@ already chosen, and stops when none adds anything: an estimate of the Markov bla
 
 Everything here runs on the tensors' device and is vectorised over samples and over
 candidate features: the squared distances of every candidate are built as one batched
-tensor (in chunks that bound memory, never one candidate at a time). Ties, which the
+tensor (in chunks that bound memory, never one candidate at a time); given X, first only
+over each sample's nearest neighbours in X, which settles most samples exactly. Ties, which the
 estimator breaks at random, are broken by a seeded jitter. :func:`codec_reference` and
 :func:`foci_reference` are slow, loop-by-loop transcriptions of the definitions, kept for
 tests and the benchmark.
@@ -122,15 +123,17 @@ def _candidate_nearest(z: Tensor, base: Tensor | None, chunk_elements: int,
     n, p = z.shape
     if base is None:
         return _nearest_1d(z)
+    out = torch.empty(p, n, dtype=torch.long, device=z.device)
+    if p == 0:
+        return out
     masked = base.clone()
     masked.diagonal().fill_(float("inf"))  # a sample is never its own neighbour
     sizes = PREFIX_SIZES if prefix_sizes is None else prefix_sizes  # () searches full rows
     ladder = [k for k in sizes if k < n - 1]
-    if ladder:  # the smallest max(sizes) + 1 of each row, ascending (cheaper than a full sort;
+    if ladder:  # the smallest max(ladder) + 1 of each row, ascending (cheaper than a full sort;
         # ties among them may come in any order: only the prefix's bound matters)
         ranked, order = torch.topk(masked, max(ladder) + 1, dim=1, largest=False)
     zc = z.T.contiguous()  # (p, n)
-    out = torch.empty(p, n, dtype=torch.long, device=z.device)
     todo: Tensor | None = None  # flat (candidate * n + sample) indices still unresolved
     for k in ladder:
         idx = order[:, :k].sort(dim=1).values  # in index order: argmin takes the lowest

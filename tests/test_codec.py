@@ -125,6 +125,7 @@ def test_prefix_search_matches_the_full_search(dims, integer):
             got = _candidate_nearest(z, base, chunk, sizes)
             assert torch.equal(got, want), (sizes, chunk)
     assert torch.equal(_candidate_nearest(z, base, 2**20), want)  # the default prefixes
+    assert _candidate_nearest(z[:, :0], base, 2**20).shape == (0, n)
 
 
 @pytest.mark.parametrize("integer", [True, False])
