@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from forgetkit.codec import codec, codec_all, codec_reference, foci, foci_reference
+import forgetkit.codec as codec_module
+from forgetkit.codec import (
+    _candidate_nearest,
+    _sq_dists,
+    codec,
+    codec_all,
+    codec_reference,
+    foci,
+    foci_reference,
+)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -82,6 +91,58 @@ def test_chunking_does_not_change_the_numbers():
     whole = codec_all(y, z, z[:, :2], generator=_gen(1))
     chunked = codec_all(y, z, z[:, :2], generator=_gen(1), chunk_elements=80 * 80)
     assert torch.equal(whole, chunked)
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+@pytest.mark.parametrize("integer", [True, False])
+def test_prefix_search_matches_the_full_search(dims, integer):
+    """The neighbours found from nearest-in-X prefixes (with fallbacks) are those of the full
+    (n, n) search of every candidate, lowest index on a tie."""
+    rng = _rng(12 + dims)
+    n, p = 120, 6
+    if integer:  # few distinct values: exact ties in X, in Z and in the joint distances
+        levels = 40 if dims == 1 else 5  # a few samples per grid point
+        x = torch.as_tensor(rng.integers(0, levels, size=(n, dims)), dtype=torch.float64)
+        z = torch.as_tensor(rng.integers(0, 3, size=(n, p)), dtype=torch.float64)
+    else:
+        x = torch.as_tensor(rng.normal(size=(n, dims)))
+        z = torch.as_tensor(rng.normal(size=(n, p)))
+    base = _sq_dists(x)
+    d2 = (z.T[:, :, None] - z.T[:, None, :]) ** 2 + base
+    d2.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
+    want = d2.argmin(-1)
+    k = 4
+    masked = base + torch.diag(torch.full((n,), float("inf"), dtype=torch.float64))
+    beyond = torch.sort(masked, dim=1).values[:, k]  # the closest sample outside the prefix
+    nearest = d2.min(-1).values
+    assert bool((nearest >= beyond).any()), "the data must send some rows past the prefix"
+    assert bool((nearest < beyond).any()), "and the prefix must settle others"
+    if integer:
+        ties = (d2 == nearest[..., None]).sum(-1)
+        assert bool((ties > 1).any()), "the data must hold tied nearest neighbours"
+    for sizes in [(k,), (k, 16), (2, k, 64), (200,), ()]:
+        for chunk in (n * 7, 2**20):
+            got = _candidate_nearest(z, base, chunk, sizes)
+            assert torch.equal(got, want), (sizes, chunk)
+    assert torch.equal(_candidate_nearest(z, base, 2**20), want)  # the default prefixes
+    assert _candidate_nearest(z[:, :0], base, 2**20).shape == (0, n)
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_foci_gives_the_full_search_selection_and_scores(integer, monkeypatch):
+    rng = _rng(14)
+    n = 150
+    if integer:  # ties in the features, in y and in the joint distances
+        x = rng.integers(0, 6, size=(n, 8)).astype(float)
+        y = x[:, 1] + x[:, 4] * x[:, 6] + rng.integers(0, 2, size=n)
+    else:
+        x = rng.normal(size=(n, 8))
+        y = x[:, 1] + x[:, 4] * x[:, 6] + 0.3 * rng.normal(size=n)
+    fast = foci(y, x, jitter=0, early_stop=False, max_features=5)
+    monkeypatch.setattr(codec_module, "PREFIX_SIZES", ())  # every row searched in full
+    full = foci(y, x, jitter=0, early_stop=False, max_features=5)
+    assert fast.selected == full.selected
+    assert fast.scores == full.scores
 
 
 def _structural_model(n: int, seed: int):
