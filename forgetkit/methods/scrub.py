@@ -167,10 +167,10 @@ class SCRUB(UnlearningMethod):
 
         order = torch.Generator().manual_seed(data.seed)  # CPU: the same order on any device
         # The teacher is frozen and in eval mode, so its logits are a fixed function of the
-        # input: an in-memory set's are computed once, not again at every pass (about one
-        # forward pass in four). Batched differently, they differ from per-batch ones by
-        # float rounding only. A streamed set may draw random transforms per read, so its
-        # batches meet the teacher as they come.
+        # input: an in-memory set's are computed once, not again at every pass (one teacher
+        # forward pass per step saved). Batched differently, they differ from per-batch
+        # ones by float rounding only. A streamed set may draw random transforms per read,
+        # so its batches meet the teacher as they come.
         known = {name: teach(teacher, s, size) for name, s, size in
                  (("forget", forget, hp.forget_batch_size),
                   ("retain", retain, hp.retain_batch_size)) if isinstance(s, Samples)}  # fmt: skip
