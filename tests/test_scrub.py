@@ -83,6 +83,32 @@ def test_same_seed_same_weights_other_seed_other_weights(setting):
     assert not all(torch.equal(p, q) for p, q in zip(a, c, strict=True))
 
 
+def test_cached_teacher_logits_give_the_weights_of_per_batch_teacher_passes(setting):
+    """An in-memory retain set's teacher logits are computed once; a streamed one (a
+    map-style dataset) meets the teacher batch by batch. Same seed, same batches: the same
+    weights up to float64 rounding (a misaligned cache would move them far apart)."""
+    task, original = setting
+    model = copy.deepcopy(original.model).double()
+    retain = task.retain_set
+
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(retain)
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return retain.x[i], retain.y[i]
+
+    method = fk.get_method("scrub", epochs=2, msteps=1)
+    cached = method.unlearn(model, task.forget_set, retain, seed=3).model
+    streamed = method.unlearn(model, task.forget_set, Rows(), seed=3).model
+    moved = False
+    for (name, a), b in zip(cached.state_dict().items(), streamed.state_dict().values(),
+                            strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b, msg=name)
+        moved |= not torch.equal(a, model.state_dict()[name])
+    assert moved
+
+
 def test_sgd_variant_runs_and_needs_the_retain_set(setting):
     task, original = setting
     result = fk.get_method("scrub", optimizer="sgd", epochs=1, msteps=1, weight_decay=5e-4)

@@ -31,6 +31,7 @@ validation reference) is not implemented.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from forgetkit.data import Samples
 from forgetkit.methods.base import ForgetData, UnlearningMethod, register
 from forgetkit.runtime import progress, seeded
+from forgetkit.stream import Source
 from forgetkit.validation import param, validate
 
 OPTIMIZERS = ("adam", "sgd")
@@ -53,6 +56,12 @@ def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: floa
     log_s = F.log_softmax(student_logits / temperature, dim=1)
     p_t = F.softmax(teacher_logits / temperature, dim=1)
     return F.kl_div(log_s, p_t, reduction="batchmean") * temperature**2
+
+
+def teach(teacher: nn.Module, samples: Samples, batch_size: int) -> Tensor:
+    """The frozen teacher's logits on every sample, in ``batch_size`` batches, in order."""
+    with torch.no_grad():
+        return torch.cat([teacher(x) for x, _ in samples.batches(batch_size)])
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,10 @@ class SCRUB(UnlearningMethod):
 
     Needs the forget and the retain set. Seeded: batch orders come from a CPU generator
     seeded by ``seed`` and dropout from the seeded global state, so the same seed gives the
-    same weights. Details returned: ``history`` (per epoch: the learning rate, the mean
+    same weights. The teacher being frozen and in eval mode, its logits on an in-memory set
+    are computed once, not at every pass (equal to per-batch ones up to float rounding of
+    the different batching); a streamed set's batches meet the teacher as they are read.
+    Details returned: ``history`` (per epoch: the learning rate, the mean
     forget-set distance of the max-steps, if any, and the mean min-step loss), ``forget_kl``
     (the forget set's distance to the teacher after unlearning; before, it is 0 by
     construction, the student being a copy of the teacher, so no pass computes it) and
@@ -144,24 +156,54 @@ class SCRUB(UnlearningMethod):
             p.requires_grad_(False)
         student = model
         params = [p for p in student.parameters() if p.requires_grad]
+        # foreach: one call per operation over all tensors instead of one per tensor (the
+        # CPU default); the same arithmetic, element by element, as the per-tensor loop.
         if hp.optimizer == "adam":
-            opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=hp.lr,
+            opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=hp.lr, foreach=True,
                                                           weight_decay=hp.weight_decay)  # fmt: skip
         else:
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum,
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, foreach=True,
                                   weight_decay=hp.weight_decay)  # fmt: skip
+
+        order = torch.Generator().manual_seed(data.seed)  # CPU: the same order on any device
+        # The teacher is frozen and in eval mode, so its logits are a fixed function of the
+        # input: an in-memory set's are computed once, not again at every pass (one teacher
+        # forward pass per step saved). Batched differently, they differ from per-batch
+        # ones by float rounding only. A streamed set may draw random transforms per read,
+        # so its batches meet the teacher as they come.
+        known = {name: teach(teacher, s, size) for name, s, size in
+                 (("forget", forget, hp.forget_batch_size),
+                  ("retain", retain, hp.retain_batch_size)) if isinstance(s, Samples)}  # fmt: skip
+
+        def taught(name: str, source: Source, batch_size: int, shuffle: bool
+                   ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:  # fmt: skip
+            """A pass's batches with the teacher's logits, in the order ``batches`` draws."""
+            logits = known.get(name)
+            if logits is None or not isinstance(source, Samples):
+                for x, y in source.batches(batch_size, shuffle=shuffle, generator=order):
+                    with torch.no_grad():  # not around the yield: the caller needs gradients
+                        z_t = teacher(x)
+                    yield x, y, z_t
+                return
+            n = len(source)
+            perm = torch.randperm(n, generator=order) if shuffle else None  # as batches
+            for start in range(0, n, batch_size):
+                if perm is None:
+                    idx: slice | Tensor = slice(start, start + batch_size)
+                else:
+                    idx = perm[start : start + batch_size].to(source.x.device)
+                yield source.x[idx], source.y[idx], logits[idx]
 
         def forget_kl() -> float:
             was = student.training
             student.eval()
             total = 0.0
             with torch.no_grad():
-                for x, _ in forget.batches(1024):
-                    total += float(distill_kl(student(x), teacher(x), hp.kd_T)) * len(x)
+                for x, _, z_t in taught("forget", forget, 1024, False):
+                    total += float(distill_kl(student(x), z_t, hp.kd_T)) * len(x)
             student.train(was)
             return total / len(forget)
 
-        order = torch.Generator().manual_seed(data.seed)  # CPU: the same order on any device
         history: list[dict[str, float]] = []
         steps = 0
         with seeded(data.seed, device):
@@ -173,10 +215,7 @@ class SCRUB(UnlearningMethod):
                 student.train()
                 if epoch <= hp.msteps:
                     total = 0.0
-                    for x, _ in forget.batches(hp.forget_batch_size, shuffle=hp.shuffle,
-                                               generator=order):  # fmt: skip
-                        with torch.no_grad():
-                            z_t = teacher(x)
+                    for x, _, z_t in taught("forget", forget, hp.forget_batch_size, hp.shuffle):
                         d = distill_kl(student(x), z_t, hp.kd_T)
                         opt.zero_grad(set_to_none=True)
                         (-d).backward()
@@ -185,10 +224,7 @@ class SCRUB(UnlearningMethod):
                         steps += 1
                     row["max_kl"] = total / len(forget)
                 total = 0.0
-                for x, y in retain.batches(hp.retain_batch_size, shuffle=hp.shuffle,
-                                           generator=order):  # fmt: skip
-                    with torch.no_grad():
-                        z_t = teacher(x)
+                for x, y, z_t in taught("retain", retain, hp.retain_batch_size, hp.shuffle):
                     z_s = student(x)
                     loss = hp.gamma * F.cross_entropy(z_s, y) + hp.alpha * distill_kl(
                         z_s, z_t, hp.kd_T
