@@ -24,9 +24,12 @@ is shared by all classes.
   delta_k**2)(a**2)^T``, which never forms the outer product), a batched matrix product of
   the output gradient with the unfolded input (``im2col``) for convolutions, and the output
   gradient times the normalised input for batch-norm affine parameters (eval mode, running
-  statistics). Nothing of size ``batch x classes x parameters`` exists at any time: one
-  class is processed at a time, and the per-sample gradient of one layer at a time, in
-  sample chunks bounded by the memory budget.
+  statistics). The output gradients of all the backward passes are kept and stacked, so
+  that each layer's per-sample gradients for all classes come from one matrix product per
+  sample (``classes`` times more rows, each unfolded input read once: about 1.2 times
+  faster on the book's ResNet-18 than one class at a time, on CPU). Nothing of size
+  ``batch x classes x parameters`` exists at any time: the per-sample gradients of one
+  layer at a time, in sample chunks bounded by the memory budget.
 * ``path="vmap"``: :mod:`torch.func` vectorises a per-sample forward and the ``C``
   vector-Jacobian products over samples *and* classes. It handles any model ``torch.func``
   can trace, but materialises per-sample, per-class gradients (``batch x classes x
@@ -352,26 +355,39 @@ class _Layer:
         return int(inp.numel())
 
     def weight_grads(self, g: Tensor, feats: Tensor, out: Tensor, first: bool) -> Tensor:
-        """Per-sample weight gradients of one call, for the samples of ``g``, written into
-        (``first``) or added to ``out``, a ``(samples, weight elements)`` scratch buffer
-        reused across classes and layers (fresh allocations of this size are page faults)."""
-        mod, n = self.module, len(g)
+        """Per-sample, per-pass weight gradients of one call, written into (``first``) or
+        added to ``out``, a ``(samples, passes, weight elements)`` scratch buffer reused
+        across layers (fresh allocations of this size are page faults). ``g`` holds the
+        output gradients of all backward passes, ``(samples, passes, *output)``: stacking
+        the passes makes one matrix product per sample with ``passes`` times more rows,
+        and reads each unfolded input once instead of once per pass."""
+        mod, n, passes = self.module, g.shape[0], g.shape[1]
         if isinstance(mod, nn.Linear | nn.Conv2d):
             if isinstance(mod, nn.Linear):
-                g = g.reshape(n, -1, g.shape[-1])
-                a, b = g.transpose(1, 2), feats
+                g = g.reshape(n, passes, -1, g.shape[-1])
+                a, b = g.transpose(2, 3).reshape(n, -1, g.shape[2]), feats
             else:
-                groups = mod.groups
-                a = g.reshape(n * groups, -1, feats.shape[-1])
-                b = feats.reshape(n * groups, -1, feats.shape[-1]).transpose(1, 2)
+                groups, positions = mod.groups, feats.shape[-1]
+                g = g.reshape(n, passes, groups, -1, positions)
+                a = g.transpose(1, 2).reshape(n * groups, -1, positions)
+                b = feats.reshape(n * groups, -1, positions).transpose(1, 2)
             view = out.view(len(a), a.shape[1], b.shape[2])
             if first:
                 torch.bmm(a, b, out=view)
             else:
                 view.baddbmm_(a, b)
             return out
-        gw = _per_channel(g * feats)
-        return out.copy_(gw) if first else out.add_(gw)
+        gw = _per_channel((g * feats.unsqueeze(1)).flatten(0, 1)).view(n, passes, -1)
+        view = out.view(n, passes, -1)
+        view.copy_(gw) if first else view.add_(gw)
+        return out
+
+    def fold(self, squares: Tensor, passes: int) -> Tensor:
+        """Sum squared gradients from :meth:`weight_grads` (``(samples, ...)``) over samples
+        and passes, in the weight's element order (a grouped convolution's rows are
+        ``(sample, group, pass, row)``)."""
+        groups = self.module.groups if isinstance(self.module, nn.Conv2d) else 1
+        return squares.view(len(squares), groups, passes, -1).sum((0, 2)).flatten()
 
     def bias_grads(self, g: Tensor) -> Tensor:
         """Per-sample bias gradients of one call: the output gradient summed over positions."""
@@ -451,36 +467,44 @@ def _fisher_layers(
             if layers[m].shortcut
         }
         cots = list(_cotangents(prob, y, kind, mc_samples, generator))
-        for i, cot in enumerate(cots):
-            grads = torch.autograd.grad(
-                z, outs, grad_outputs=cot, retain_graph=i < len(cots) - 1, allow_unused=True
+        passes = len(cots)
+        # every pass's output gradients first, then each layer once with all passes stacked
+        per_pass = [
+            torch.autograd.grad(
+                z, outs, grad_outputs=cot, retain_graph=i < passes - 1, allow_unused=True
             )
-            pos = 0
-            for m, c in calls.items():
-                gs = [
-                    torch.zeros_like(out) if g is None else g
-                    for g, (_, out, _) in zip(grads[pos : pos + len(c)], c, strict=True)
-                ]
-                pos += len(c)
-                layer = layers[m]
-                if layer.shortcut:
-                    squares[m] += gs[0].square()
-                    continue
-                if layer.bias:
-                    gb = sum(layer.bias_grads(g) for g in gs)
-                    acc[layer.bias] += gb.square().sum(0).view_as(acc[layer.bias])
-                if not layer.weight:
-                    continue
-                width = acc[layer.weight].numel()
-                step = max(1, min(n, chunk_bytes // (elem * width)))
-                if scratch is None or scratch.numel() < step * width:
-                    scratch = torch.empty(step * width, device=setup.dev, dtype=setup.dtype)
-                for s in range(0, n, step):
-                    size = min(step, n - s)
-                    buf = scratch[: size * width].view(size, width)
-                    for j, (g, f) in enumerate(zip(gs, feats[m], strict=True)):
-                        layer.weight_grads(g[s : s + size], f[s : s + size], buf, j == 0)
-                    acc[layer.weight] += buf.square_().sum(0).view_as(acc[layer.weight])
+            for i, cot in enumerate(cots)
+        ]
+        pos = 0
+        for m, c in calls.items():
+            # (samples, passes, *output) per call
+            gs = [
+                torch.stack([torch.zeros_like(out) if g[pos + j] is None else g[pos + j]
+                             for g in per_pass], 1)
+                for j, (_, out, _) in enumerate(c)
+            ]  # fmt: skip
+            pos += len(c)
+            layer = layers[m]
+            if layer.shortcut:
+                squares[m] += gs[0].square().sum(1)
+                continue
+            if layer.bias:
+                gb = sum(layer.bias_grads(g.flatten(0, 1)) for g in gs)
+                acc[layer.bias] += gb.square().sum(0).view_as(acc[layer.bias])
+            if not layer.weight:
+                continue
+            width = passes * acc[layer.weight].numel()
+            step = max(1, min(n, chunk_bytes // (elem * width)))
+            if scratch is None or scratch.numel() < step * width:
+                scratch = torch.empty(step * width, device=setup.dev, dtype=setup.dtype)
+            for s in range(0, n, step):
+                size = min(step, n - s)
+                buf = scratch[: size * width].view(size, width)
+                for j, (g, f) in enumerate(zip(gs, feats[m], strict=True)):
+                    layer.weight_grads(g[s : s + size], f[s : s + size], buf, j == 0)
+                folded = layer.fold(buf.square_(), passes)
+                acc[layer.weight] += folded.view_as(acc[layer.weight])
+        del per_pass
         del z, outs
         for m, sq in squares.items():
             layer = layers[m]
@@ -704,10 +728,14 @@ def _plan(
                 raise
             if reason is None:
                 layers = _layers_of(setup.model, modules, setup.trainable, capture, linear_shortcut)
-                kept = 0
+                # each layer's output and its gradients from every backward pass (kept
+                # until the last pass), and one layer's stacked copy of them at a time
+                passes = _passes(kind, z.shape[-1], mc_samples)
+                sizes = [out[:1].numel() for calls in capture.calls.values() for _, out, _ in calls]
+                kept = (1 + passes) * sum(sizes) + passes * max(sizes)
                 for m, calls in capture.calls.items():
-                    for inp, out, _ in calls:
-                        kept += layers[m].kept_elements(inp[:1]) + 2 * out[:1].numel()
+                    for inp, _, _ in calls:
+                        kept += layers[m].kept_elements(inp[:1])
                     if layers[m].shortcut:
                         kept += calls[0][1][:1].numel()
                 # autograd's transient gradient buffers come on top: a margin measured on
