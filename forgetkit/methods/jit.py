@@ -35,8 +35,8 @@ perturbation's ``B`` images with their own statistics and updates its running st
 once per perturbation, in the loop's order (clean pass first, then perturbations 1..N), so
 the weights and the running statistics equal the loop's up to float rounding (each
 perturbation is normalised by the same kernel, so convolutional networks match to about
-1e-6). The default, ``path="auto"``, takes whichever measured faster (:func:`choose_path`:
-batched, unless a batch-norm layer has a forward of its own). Dropout in training mode is
+1e-6). The default, ``path="auto"``, takes whichever measured faster on idle CPU threads
+(:func:`choose_path`: batched without convolutions, the loop with them). Dropout in training mode is
 the one difference: both paths draw an independent mask for every perturbed image, but the
 batched path draws them in one call and the loop in ``N`` calls, so the masks (not their
 distribution) differ. The official code's masks cannot be matched
@@ -235,21 +235,23 @@ def lipschitz_ratios_loop(
 
 
 def choose_path(model: nn.Module) -> str:
-    """The ``path="auto"`` choice: ``"batched"``, unless a batch-norm layer in training mode
-    has a forward of its own (a subclass's, unmeasured): the batched path could only run
-    such a layer part by part and concatenate the parts, so it keeps the ``"loop"``.
+    """The ``path="auto"`` choice: ``"batched"`` for a network without convolutions, the
+    per-perturbation ``"loop"`` for a convolutional one, and the loop for any network with
+    a training-mode batch-norm layer that has a forward of its own (a subclass's), which
+    the batched path could only run part by part.
 
-    Measured on two shared CPU threads (one step, ``B = 128``, ``N = 25``, training mode,
-    ``scripts/bench_official.py``, interleaved): the batched path beats the loop on the
-    MNIST MLP (one large matrix product instead of ``N`` small ones) and, with each group
-    normalised straight into one output (:func:`_grouped_batch_norm`) and up to 10
-    perturbations a pass, on ``small_cnn`` and ``vgg_small`` too, whose convolutions run
-    faster per image on larger batches (the earlier split-and-concatenate grouping, 5 a
-    pass, had measured 2x and 1.6x slower than the loop there). Both give the same result.
+    Measured on two otherwise idle CPU threads (one step, ``B = 128``, ``N = 25``, training
+    mode, best of three interleaved rounds): the batched path beats the loop on the MNIST
+    MLP (one large matrix product instead of ``N`` small ones), but the loop took 0.58x the
+    batched path's time on ``small_cnn`` and 0.61x on ``vgg_small``, even with every group
+    normalised straight into one output (:func:`_grouped_batch_norm`). On a loaded machine
+    the order reversed (1.3x to 2.5x for the batched path), because there every call pays a
+    time slice; the default follows the idle measurement. Both give the same result.
     """
     custom = any(isinstance(m, _BatchNorm) and m.training and type(m).forward is not
                  _BatchNorm.forward for m in model.modules())  # fmt: skip
-    return "loop" if custom else "batched"
+    convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    return "loop" if custom or convolutional else "batched"
 
 
 def _positive(name: str, value: float) -> None:
