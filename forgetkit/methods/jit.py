@@ -244,7 +244,7 @@ def choose_path(model: nn.Module) -> str:
     mode, best of three interleaved rounds): the batched path beats the loop on the MNIST
     MLP (one large matrix product instead of ``N`` small ones), but the loop took 0.58x the
     batched path's time on ``small_cnn`` and 0.61x on ``vgg_small``, even with every group
-    normalised straight into one output (:func:`_grouped_batch_norm`). On a loaded machine
+    normalised straight into one output (``_grouped_batch_norm``). On a loaded machine
     the order reversed (1.3x to 2.5x for the batched path), because there every call pays a
     time slice; the default follows the idle measurement. Both give the same result.
     """
