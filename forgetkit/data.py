@@ -182,15 +182,22 @@ class Samples:
         generator
             Source of the shuffling order (None: torch's global generator).
         """
+        for idx in self.batch_indices(batch_size, shuffle=shuffle, generator=generator):
+            yield self.x[idx], self.y[idx]
+
+    def batch_indices(
+        self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[slice | Tensor]:
+        """The rows of each batch :meth:`batches` yields, in its order: for a caller that keeps
+        per-sample values beside the samples (a frozen teacher's logits)."""
         batch_size = _positive_int(batch_size, "batch_size")
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else None
         for start in range(0, n, batch_size):
             if order is None:
-                yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+                yield slice(start, start + batch_size)
             else:
-                idx = order[start : start + batch_size].to(self.x.device)
-                yield self.x[idx], self.y[idx]
+                yield order[start : start + batch_size].to(self.x.device)
 
     @staticmethod
     def concat(parts: Sequence[Samples]) -> Samples:

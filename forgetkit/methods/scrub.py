@@ -185,13 +185,7 @@ class SCRUB(UnlearningMethod):
                         z_t = teacher(x)
                     yield x, y, z_t
                 return
-            n = len(source)
-            perm = torch.randperm(n, generator=order) if shuffle else None  # as batches
-            for start in range(0, n, batch_size):
-                if perm is None:
-                    idx: slice | Tensor = slice(start, start + batch_size)
-                else:
-                    idx = perm[start : start + batch_size].to(source.x.device)
+            for idx in source.batch_indices(batch_size, shuffle=shuffle, generator=order):
                 yield source.x[idx], source.y[idx], logits[idx]
 
         def forget_kl() -> float:
