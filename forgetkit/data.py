@@ -189,7 +189,17 @@ class Samples:
         self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[slice | Tensor]:
         """The rows of each batch :meth:`batches` yields, in its order: for a caller that keeps
-        per-sample values beside the samples (a frozen teacher's logits)."""
+        per-sample values beside the samples (a frozen teacher's logits).
+
+        Parameters
+        ----------
+        batch_size
+            Samples per batch (the last one may be smaller).
+        shuffle
+            Visit the samples in a random order.
+        generator
+            Source of the shuffling order (None: torch's global generator).
+        """
         batch_size = _positive_int(batch_size, "batch_size")
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else None
