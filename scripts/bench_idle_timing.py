@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def main() -> None:
     parser.add_argument("--stored", required=True, help="the stored run's folder (its tuned.json)")
     parser.add_argument("--out", required=True, help="a new folder for the timing run")
     parser.add_argument("--max-load", type=float, default=0.5,
-                        help="refuse to start above this 1-minute load average")  # fmt: skip
+                        help="start once the 1-minute load average is below this")  # fmt: skip
+    parser.add_argument("--wait", type=float, default=600,
+                        help="seconds to wait for it (a finished run keeps it up)")  # fmt: skip
     args = parser.parse_args()
 
     from forgetkit import bench
@@ -42,10 +45,12 @@ def main() -> None:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not (out / "cells").exists():
         sys.exit(f"--out {out} exists and is not a bench results folder")
-    load_start = os.getloadavg()
-    if load_start[0] > args.max_load:
-        sys.exit(f"load average {load_start[0]:.2f} > --max-load {args.max_load}: the cores "
-                 "are not idle")  # fmt: skip
+    deadline = time.monotonic() + args.wait
+    while (load_start := os.getloadavg())[0] > args.max_load:
+        if time.monotonic() > deadline:
+            sys.exit(f"load average {load_start[0]:.2f} > --max-load {args.max_load} after "
+                     f"{args.wait:.0f} s: the cores are not idle")  # fmt: skip
+        time.sleep(10)
     config = bench.load_config(args.config)
     config = replace(config, seeds=(0,), oracle_seeds=(0,), gold={**config.gold, "n_models": 0})
     out.mkdir(parents=True, exist_ok=True)

@@ -66,3 +66,46 @@ def test_recommend_applies_each_tolerance_and_orders_recommended_fastest_first()
     assert table.loc["b", "test gap (points)"] == pytest.approx(-5.0)
     loose = recommend(pd.DataFrame(rows, columns=cols), "r", ["c"], Tolerances(forget=0.2))
     assert loose.loc["c", "recommended"]
+
+
+def _run(seconds: dict[str, list[float]], accuracy: float = 0.5) -> pd.DataFrame:
+    rows = []
+    for method, values in seconds.items():
+        for seed, v in enumerate(values):
+            rows += [("r", method, seed, "forget", "accuracy", accuracy),
+                     ("r", method, seed, "-", "seconds", v),
+                     ("r", method, seed, "-", "peak_mib", 10 * v)]  # fmt: skip
+    return pd.DataFrame(rows, columns=["scenario", "method", "seed", "split", "metric", "value"])
+
+
+def test_with_costs_from_takes_the_rerun_costs_and_keeps_every_seed_accuracy():
+    from forgetkit.bench.report import seed_agreement, with_costs_from
+
+    stored = _run({"retrain": [9.0, 9.0, 9.0], "a": [3.0, 4.0, 5.0]})
+    stored.loc[stored["seed"] == 2, "value"] = stored["value"].where(
+        stored["metric"] != "accuracy", 0.7
+    )
+    idle = _run({"retrain": [6.0], "a": [1.0]})
+    out = with_costs_from(stored, idle)
+    secs = out[out["metric"] == "seconds"].groupby("method")["value"].unique()
+    assert list(secs["a"]) == [1.0] and list(secs["retrain"]) == [6.0]
+    assert set(out[out["metric"] == "peak_mib"]["value"]) == {10.0, 60.0}
+    accuracy = out[out["metric"] == "accuracy"]
+    assert accuracy.equals(stored[stored["metric"] == "accuracy"])  # untouched
+    assert seed_agreement(stored, idle) == 0.0  # seed 0 matches; seed 2 is not shared
+    assert seed_agreement(stored, _run({"a": [1.0]}, accuracy=0.25)) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="no cost rows"):
+        with_costs_from(stored, _run({"a": [1.0]}))
+
+
+def test_load_with_idle_costs_reads_both_folders(tmp_path):
+    from forgetkit.bench.report import load_with_idle_costs
+
+    for name, run in [("run", _run({"retrain": [9.0, 9.0], "a": [3.0, 5.0]})),
+                      ("idle", _run({"retrain": [6.0], "a": [1.0]}))]:  # fmt: skip
+        (tmp_path / name).mkdir()
+        run.to_parquet(tmp_path / name / "results.parquet")
+        (tmp_path / name / "provenance.json").write_text(f'{{"profile": "{name}"}}')
+    df, record, idle_record, agreement = load_with_idle_costs(tmp_path / "run", tmp_path / "idle")
+    assert (record["profile"], idle_record["profile"], agreement) == ("run", "idle", 0.0)
+    assert set(df[df["metric"] == "seconds"]["value"]) == {1.0, 6.0}

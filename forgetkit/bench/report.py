@@ -42,6 +42,53 @@ def tradeoff_table(df: pd.DataFrame, *, original: bool = False) -> pd.DataFrame:
     return t.reset_index()
 
 
+COSTS = ("seconds", "peak_mib")  # the metrics that measure the machine, not the model
+KEYS = ["scenario", "method", "split", "metric"]
+
+
+def with_costs_from(df: pd.DataFrame, timing: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its seconds and peak memory replaced by those of ``timing``, a rerun of
+    some of its seeds on idle cores (``scripts/bench_idle_timing.py``).
+
+    A long grid runs beside other work, so its costs carry load that is not the method's;
+    its accuracies do not. Each (scenario, method)'s cost rows take the mean of ``timing``'s
+    for that pair, on every seed, so that speed-ups and memory come from the idle run and
+    everything else from all seeds. Raises if ``timing`` lacks a pair that ``df`` has."""
+    cost = timing[timing["metric"].isin(COSTS)].groupby(KEYS)["value"].mean()
+    out = df.copy()
+    rows = out["metric"].isin(COSTS)
+    wanted = pd.MultiIndex.from_frame(out.loc[rows, KEYS])
+    missing = wanted.difference(cost.index)
+    if len(missing):
+        raise ValueError(f"timing has no cost rows for {len(missing)} (scenario, method, split, "
+                         f"metric) of df, e.g. {list(missing[:3])}")  # fmt: skip
+    out.loc[rows, "value"] = cost.reindex(wanted).to_numpy()
+    return out
+
+
+def seed_agreement(df: pd.DataFrame, timing: pd.DataFrame, metric: str = "accuracy") -> float:
+    """The largest absolute difference in ``metric`` between two runs on the rows they share
+    (same scenario, method, seed and split): 0 when a rerun reproduced the stored numbers.
+    Raises when they share none."""
+    keys = ["scenario", "method", "seed", "split"]
+    a, b = (t[t["metric"] == metric][[*keys, "value"]] for t in (df, timing))
+    both = a.merge(b, on=keys, suffixes=("", "_rerun"))
+    if both.empty:
+        raise ValueError(f"the two runs share no {metric!r} rows")
+    return float((both["value"] - both["value_rerun"]).abs().max())
+
+
+def load_with_idle_costs(
+    out_dir: str | Path, idle_dir: str | Path
+) -> tuple[pd.DataFrame, dict, dict, float]:
+    """A stored run with the costs of its idle-core rerun (:func:`with_costs_from`): the
+    table, the run's provenance record, the rerun's, and their largest accuracy difference
+    on the seeds they share (:func:`seed_agreement`; 0 when the rerun reproduced them)."""
+    df, record = load_results(out_dir)
+    idle, idle_record = load_results(idle_dir)
+    return with_costs_from(df, idle), record, idle_record, seed_agreement(df, idle)
+
+
 NOT_APPLICABLE = "n/a"  # the method does not serve the request: not run
 
 
