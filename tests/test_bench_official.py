@@ -41,6 +41,13 @@ def test_official_structure_agrees_with_forgetkit(method):
     assert any(r.what.startswith("unlearning step") for r in rows)
 
 
+def test_jit_rows_measure_float32_rounding_against_a_float64_official_step():
+    for r in bench.run("jit", "toy", repeats=1):
+        # both float32 results sit about as far from the float64 step as from each other
+        assert 0 < r.official_f64_diff < 1e-3, (r.network, r.official_f64_diff)
+        assert r.forgetkit_f64_diff <= 2 * r.official_f64_diff + r.max_rel_diff, r.network
+
+
 def test_the_targets_the_issue_names_are_rows():
     targets = {
         (r.method, r.what, r.network.split(" ")[0]): r.target
