@@ -117,19 +117,6 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._start
 
 
-def trim_heap() -> bool:
-    """Hand freed heap memory back to the system (glibc's ``malloc_trim``); ``False`` where
-    there is no glibc. A resident-set peak measured from a trimmed start counts what a block
-    allocates, not what earlier work freed and the allocator kept for reuse."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
 def best_of(fn: Callable[[], object], repeats: int, device: DeviceLike = None) -> float:
     """The shortest of ``repeats`` timed calls of ``fn``, in seconds (CUDA synchronised).
 

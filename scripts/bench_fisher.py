@@ -48,7 +48,7 @@ import torch
 from forgetkit.data import Samples, data_dir, load_dataset
 from forgetkit.fisher import fisher_diagonal, fisher_diagonal_loop
 from forgetkit.models import ModelConfig, build_model
-from forgetkit.runtime import Stopwatch, resolve_device, trim_heap
+from forgetkit.runtime import Stopwatch, resolve_device
 from forgetkit.train import TrainConfig, fit
 
 MNIST, CIFAR = (1, 28, 28), (3, 32, 32)
@@ -106,6 +106,16 @@ def _reset_peak_rss() -> None:
         pass  # then VmHWM includes start-up; still an upper bound
 
 
+def _trim() -> None:
+    """Hand freed heap memory back to the system, so that the next peak starts clean."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _runs(method: str, model, samples: Samples) -> list:
     if method == "vmap":
         return [lambda: fisher_diagonal(model, samples, path="vmap")]
@@ -139,7 +149,7 @@ def _child(args: argparse.Namespace) -> None:
         repeats = 1 if method in ("mc", REFERENCE) else args.repeats
         repeats = args.loop_repeats if method == "loop" else repeats
         runs = _runs(method if method != REFERENCE else "loop", model, samples) * repeats
-        trim_heap()
+        _trim()
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)

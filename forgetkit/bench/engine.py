@@ -175,8 +175,7 @@ def task_for(config: BenchConfig, name: str):
 @contextlib.contextmanager
 def peak_memory(device: Any) -> Iterator[dict[str, float]]:
     """Peak memory of a block, in MiB, above its level at the start: CUDA's allocator
-    statistics on a GPU, the process's resident memory sampled every 5 ms on a CPU (from a
-    trimmed heap, :func:`forgetkit.runtime.trim_heap`)."""
+    statistics on a GPU, the process's resident memory sampled every 5 ms on a CPU."""
     import torch
 
     out: dict[str, float] = {}
@@ -190,9 +189,6 @@ def peak_memory(device: Any) -> Iterator[dict[str, float]]:
         return
     import psutil
 
-    from forgetkit.runtime import trim_heap
-
-    trim_heap()  # else memory that earlier cells freed is reused unseen
     proc, stop = psutil.Process(), threading.Event()
     base = proc.memory_info().rss
     peak = [base]
