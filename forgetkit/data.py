@@ -554,6 +554,34 @@ def _stratified(labels: Tensor, n: int, rng: np.random.Generator, what: str) -> 
     return np.sort(np.concatenate(picks))
 
 
+def per_class_indices(
+    samples: Samples, classes: Sequence[int], per_class: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Indices of ``per_class`` random samples of each class in ``classes``, in dataset
+    order: a balanced subset, drawn class by class from ``rng`` (so the same generator
+    state gives the same subset).
+
+    Parameters
+    ----------
+    samples
+        The set to draw from.
+    classes
+        The labels to keep, in the order they are drawn.
+    per_class
+        How many samples of each class; at most the smallest class's size.
+    rng
+        The generator the draws come from (it advances).
+    """
+    labels = samples.y.cpu().numpy()
+    chosen = []
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        if per_class > len(members):
+            raise ValueError(f"per_class={per_class} but class {c} has {len(members)} samples")
+        chosen.append(rng.choice(members, per_class, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
 def data_dir() -> Path | None:
     """The offline mirror named by ``FORGETKIT_DATA``, or ``None`` when unset."""
     value = os.environ.get(DATA_ENV)

@@ -285,3 +285,51 @@ def reinitialize(model: nn.Module, *, seed: int) -> nn.Module:
                     "parameters but no reset_parameters(); the retrain oracle cannot re-create it"
                 )
     return model
+
+
+def with_fresh_head(pretrained: nn.Module, config: ModelConfig, *, seed: int) -> nn.Module:
+    """A new network of ``config`` carrying ``pretrained``'s weights except the layer that
+    produces the logits, which keeps its fresh, seeded initialisation: fine-tuning a
+    pretrained network on another set of classes starts from a head that knows none of them.
+
+    Parameters
+    ----------
+    pretrained
+        A network of the same architecture (its state dict must fit ``config``'s model).
+    config
+        The architecture to build; its ``num_classes`` sizes the head.
+    seed
+        Seed of the new head (and of the rest, before ``pretrained``'s weights replace it).
+    """
+    from forgetkit.methods.fisher_forgetting import last_layer_parameters
+
+    model = build_model(config, seed=seed)
+    example = torch.zeros(1, *config.in_shape)
+    head = last_layer_parameters(model, config.num_classes, rule="module", example_input=example)
+    state = pretrained.state_dict()
+    state.update({name: t for name, t in model.state_dict().items() if name in head})
+    model.load_state_dict(state)
+    return model
+
+
+def with_weights(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``model``, in evaluation mode, whose parameters are ``weights`` (e.g. one
+    draw of a weight distribution); ``model`` is left as it is.
+
+    Parameters
+    ----------
+    model
+        The network to copy.
+    weights
+        A tensor for every parameter name of ``model``.
+    """
+    import copy
+
+    missing = [n for n, _ in model.named_parameters() if n not in weights]
+    if missing:
+        raise ValueError(f"weights lack {len(missing)} parameter(s) of model, e.g. {missing[:3]}")
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            p.copy_(weights[name])
+    return out.eval()

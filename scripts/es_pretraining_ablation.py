@@ -30,32 +30,14 @@ import pandas as pd
 import torch
 
 import forgetkit as fk
-from forgetkit.methods.fisher_forgetting import last_layer_parameters
+from forgetkit.data import per_class_indices
 from forgetkit.metrics import error
+from forgetkit.models import with_fresh_head
 from forgetkit.provenance import Provenance, save_results
 
 P_SEED = 1  # the official notebook's seed, as the chapter's paper profile
 FINETUNE_EPOCHS = 100  # the profile's fine-tuning (official: 26)
 OUT = "book/results/eternal_sunshine_pretraining.json"
-
-
-def pick(samples: fk.Samples, classes: range, per_class: int, rng: np.random.Generator):
-    """Indices of ``per_class`` random samples of each class, in dataset order (as the
-    chapter draws its test set)."""
-    labels = samples.y.numpy()
-    chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in classes]
-    return np.sort(np.concatenate(chosen))
-
-
-def start_from(pretrained: torch.nn.Module, config: fk.ModelConfig, seed: int):
-    """The pretrained network with a fresh, seeded classification layer (as the chapter)."""
-    model = fk.build_model(config, seed=seed)
-    example = torch.zeros(1, *config.in_shape)
-    head = last_layer_parameters(model, config.num_classes, rule="module", example_input=example)
-    state = pretrained.state_dict()
-    state.update({name: t for name, t in model.state_dict().items() if name in head})
-    model.load_state_dict(state)
-    return model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     small_cifar5 = fk.ImageDataset(
         "small_cifar5 from the CIFAR-10 JPEG subset",
         cifar.train.subset(np.sort(np.concatenate(train_idx))),
-        cifar.test.subset(pick(cifar.test, range(5), 200, prng)),
+        cifar.test.subset(per_class_indices(cifar.test, range(5), 200, prng)),
         cifar.classes[:5], cifar.mean, cifar.std, cifar.exact, cifar.note,
     )  # fmt: skip
     validation = cifar.train.subset(np.sort(np.concatenate(val_idx)))
@@ -98,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                                 stream="pretrain", **run)  # fmt: skip
     print(f"in-class pretraining: {len(in_class)} images, {args.pretrain_epochs} epochs, "
           f"{pretrained.seconds:.0f} s", flush=True)  # fmt: skip
-    starts = {"none": None, "in-class": start_from(pretrained.model, config, P_SEED)}
+    starts = {"none": None, "in-class": with_fresh_head(pretrained.model, config, seed=P_SEED)}
     records = [("in-class", "pretraining", "seconds", pretrained.seconds),
                ("in-class", "pretraining", "images", float(len(in_class)))]  # fmt: skip
     for name, init in starts.items():

@@ -175,3 +175,16 @@ def test_fingerprint_tracks_content(mnist):
     b = mnist.subsample(500, 100, seed=1)
     assert a.fingerprint != b.fingerprint
     assert a.fingerprint == mnist.subsample(500, 100, seed=0).fingerprint
+
+
+def test_per_class_indices_is_balanced_sorted_and_seeded():
+    from forgetkit.data import per_class_indices
+
+    samples = Samples(torch.zeros(30, 1), torch.arange(30) % 3)
+    idx = per_class_indices(samples, [2, 0], 4, np.random.default_rng(0))
+    assert list(idx) == sorted(idx) and len(set(idx)) == 8
+    assert sorted(samples.y[idx].tolist()) == [0] * 4 + [2] * 4
+    again = per_class_indices(samples, [2, 0], 4, np.random.default_rng(0))
+    assert np.array_equal(idx, again)
+    with pytest.raises(ValueError, match="per_class=11"):
+        per_class_indices(samples, [1], 11, np.random.default_rng(0))

@@ -77,3 +77,32 @@ def test_reinitialize_refuses_modules_it_cannot_reset():
 
     with pytest.raises(TypeError, match="no reset_parameters"):
         reinitialize(nn.Sequential(nn.Linear(3, 3), Scale()), seed=0)
+
+
+def test_with_fresh_head_keeps_the_body_and_reseeds_only_the_logit_layer():
+    from forgetkit.models import with_fresh_head
+
+    config = ModelConfig("small_cnn", (1, 28, 28), 5, {"width": 0.25})
+    pretrained = build_model(config, seed=1)
+    model = with_fresh_head(pretrained, config, seed=2)
+    fresh = build_model(config, seed=2)
+    changed = {n for n, t in model.state_dict().items()
+               if not torch.equal(t, pretrained.state_dict()[n])}  # fmt: skip
+    assert changed and all(torch.equal(model.state_dict()[n], fresh.state_dict()[n])
+                           for n in changed)  # fmt: skip
+    head = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    assert changed == {f"{head}.weight", f"{head}.bias"}
+    assert model is not pretrained
+
+
+def test_with_weights_copies_and_leaves_the_model_alone():
+    from forgetkit.models import with_weights
+
+    model = build_model(ModelConfig("logistic", (1, 4, 4), 3), seed=0).train()
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    weights = {n: torch.full_like(p, 0.5) for n, p in model.named_parameters()}
+    out = with_weights(model, weights)
+    assert not out.training and all((p == 0.5).all() for p in out.parameters())
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    with pytest.raises(ValueError, match="weights lack"):
+        with_weights(model, {})
