@@ -6,6 +6,7 @@ adaptive, so every model accepts MNIST's 28x28, CIFAR's 32x32 or faces at 32 or 
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -323,8 +324,6 @@ def with_weights(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> nn.Mo
     weights
         A tensor for every parameter name of ``model``.
     """
-    import copy
-
     missing = [n for n, _ in model.named_parameters() if n not in weights]
     if missing:
         raise ValueError(f"weights lack {len(missing)} parameter(s) of model, e.g. {missing[:3]}")
