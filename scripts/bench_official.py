@@ -156,6 +156,7 @@ class Row:
     # measured: how far float32 arithmetic alone moves the official result
     official_f64_diff: float | None = None
     forgetkit_f64_diff: float | None = None
+    chosen: str = ""  # what forgetkit's automatic choices picked in this run (JiT: path, layout)
     ratio: float = field(init=False)
     met: bool = field(init=False)
 
@@ -977,12 +978,12 @@ def bench_jit(preset: str, repeats: int) -> list[Row]:
             "jit", "unlearning step", label,
             f"{len(forget)} forget images, N = {s['n_samples']}, batch {s['batch_size']}, "
             f"sigma 0.01, official mode (training mode, per-perturbation batch-norm "
-            f"statistics), forgetkit path '{res.details['path']}' (auto), "
-            f"{_uses_real_data(real)}",
+            f"statistics), forgetkit's automatic path and layout, {_uses_real_data(real)}",
             t_off, t_fk, max_rel_diff(res.model, off_model),
             target=2.0 if label.startswith("vgg_small") else 1.0,
             official_f64_diff=max_rel_diff(off_model, exact),  # compared in float64
             forgetkit_f64_diff=max_rel_diff(res.model, exact),
+            chosen=f"path {res.details['path']}, layout {res.details['layout']}",
         ))  # fmt: skip
     return rows
 

@@ -15,6 +15,7 @@ from forgetkit.methods import JiT, get_method, jit
 from forgetkit.methods.base import ForgetData
 from forgetkit.methods.jit import (
     DegeneratePerturbationWarning,
+    choose_memory_format,
     choose_path,
     lipschitz_ratios,
     lipschitz_ratios_loop,
@@ -155,6 +156,28 @@ def test_auto_path_picks_by_network_and_keeps_the_result():
     )
     assert auto.details["path"] == choose_path(model)
     _close_states(auto.model, loop.model)
+
+
+def test_layout_is_channels_last_only_for_convolutions_without_batch_norm(monkeypatch):
+    image = torch.zeros(2, 1, 8, 8)
+    cnn = build_model(ModelConfig("small_cnn", (1, 8, 8), 3, {}), seed=0)
+    vgg = build_model(ModelConfig("vgg_small", (3, 32, 32), 3, {"width": 0.25}), seed=0)
+    assert choose_memory_format(cnn, image) == torch.channels_last
+    assert choose_memory_format(vgg, torch.zeros(2, 3, 32, 32)) == torch.contiguous_format
+    assert choose_memory_format(_mlp(), torch.zeros(2, 1, 3, 4)) == torch.contiguous_format
+    # channels-last changes the time, not the computation: the same step as the default
+    # layout up to rounding, and the returned weights are back in the default layout
+    g = torch.Generator().manual_seed(0)
+    data = (torch.rand(24, 1, 8, 8, generator=g), torch.zeros(24, dtype=torch.long))
+    method = get_method("jit", lr=0.05, sigma=0.3, batch_size=8, n_samples=4)
+    fast = method.unlearn(cnn, data, seed=1)
+    monkeypatch.setattr(jit, "choose_memory_format", lambda *_: torch.contiguous_format)
+    plain = method.unlearn(cnn, data, seed=1)
+    assert fast.details["layout"] == "channels_last" and plain.details["layout"] != "channels_last"
+    _close_states(fast.model, plain.model)
+    assert _largest_gap(plain.model, cnn) > 1e-3  # the weights did move
+    assert all(p.is_contiguous() for p in fast.model.parameters())
+    assert all(p.is_contiguous() for p in cnn.parameters())  # the caller's model untouched
 
 
 @pytest.mark.parametrize(

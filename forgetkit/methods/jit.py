@@ -36,8 +36,11 @@ once per perturbation, in the loop's order (clean pass first, then perturbations
 the weights and the running statistics equal the loop's up to float rounding (each
 perturbation is normalised by the same kernel, so convolutional networks match to about
 1e-6). The default, ``path="auto"``, takes whichever measured faster on idle CPU threads
-(:func:`choose_path`: batched without convolutions, the loop with them). Dropout in training mode is
-the one difference: both paths draw an independent mask for every perturbed image, but the
+(:func:`choose_path`: batched without convolutions, the loop with them), and a network with
+convolutions but no batch norm runs in the channels-last layout on the CPU
+(:func:`choose_memory_format`; the weights return in the default layout). Dropout in
+training mode is the one difference: both paths draw an independent mask for every
+perturbed image, but the
 batched path draws them in one call and the loop in ``N`` calls, so the masks (not their
 distribution) differ. The official code's masks cannot be matched
 by either: on the CPU they come from the same global generator as its noise.
@@ -254,6 +257,25 @@ def choose_path(model: nn.Module) -> str:
     return "loop" if custom or convolutional else "batched"
 
 
+def choose_memory_format(model: nn.Module, x: Tensor) -> torch.memory_format:
+    """The layout the step runs in: ``channels_last`` on the CPU for a network with 2-d
+    convolutions and no batch-norm layer, the default layout otherwise.
+
+    Measured on this step in official mode (``B = 128``, ``N = 25``, 128 real images,
+    float32, two idle CPU threads, best of three interleaved rounds, AMD EPYC): channels-last
+    ran ``small_cnn`` 1.54x faster and its result lay as close to the same step in float64
+    as the default layout's (max. rel. difference 1.7e-5 against 1.8e-5); on ``vgg_small``
+    it ran 1.68x faster but further from the float64 step (8.5e-3 against 6.0e-3, which is
+    also the official code's distance), so a network with batch norm keeps the default
+    layout. CUDA is unmeasured and keeps it.
+    """
+    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    normalised = any(isinstance(m, _BatchNorm) for m in model.modules())
+    if x.device.type == "cpu" and x.dim() == 4 and convolutional and not normalised:
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _positive(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
             or value <= 0:  # fmt: skip
@@ -393,12 +415,15 @@ class JiT(UnlearningMethod):
         estimates: list[float] = []
         degenerate = pairs = 0
         batches = data.forget.batches(hp.batch_size, shuffle=hp.shuffle, generator=order_gen)
+        layout = choose_memory_format(model, data.forget.head(1).x.to(device))
+        model.to(memory_format=layout)  # the working copy; the default layout is restored below
         with seeded(seed, device):  # dropout masks in training mode come from the seed too
             for x, _ in progress(batches, desc="jit", total=-(-len(data.forget) // hp.batch_size)):
                 if not how["accumulate"]:
                     opt.zero_grad(set_to_none=True)
                 # The N perturbations are drawn one after the other, as the official loop
                 # draws them (lipschitz.py:291-292); the loop path holds one at a time.
+                x = x.contiguous(memory_format=layout)
                 draw = functools.partial(_draw, x, hp.sigma, noise_gen)
                 if path == "loop":
                     ratios, bad = _estimate(model, x, hp.n_samples, how["clamp"], None, path, draw)
@@ -410,6 +435,7 @@ class JiT(UnlearningMethod):
                 loss.backward()
                 opt.step()
                 estimates.append(float(ratios.detach().mean()))
+        model.to(memory_format=torch.contiguous_format)
         if degenerate:
             warnings.warn(
                 f"jit: {degenerate} of {pairs} perturbations left their image unchanged "
@@ -418,5 +444,6 @@ class JiT(UnlearningMethod):
                 DegeneratePerturbationWarning,
                 stacklevel=3,
             )
-        return {"behaviour": how, "path": path, "steps": len(estimates),
+        return {"behaviour": how, "path": path, "layout": str(layout).split(".")[-1],
+                "steps": len(estimates),
                 "degenerate": degenerate, "lipschitz_per_batch": estimates}  # fmt: skip
