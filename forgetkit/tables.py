@@ -278,3 +278,19 @@ def official_speed(frame: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
             "max. rel. difference": rows["max_rel_diff"].to_numpy(),
         }
     ).set_index("step")
+
+
+def official_speed_run(provenance: Any) -> str:
+    """``scripts/bench_official.py``'s stored run in one line, for a chapter: its provenance,
+    the CPU and threads (ratios near one change from machine to machine) and how many timed
+    rounds each time is the best of.
+
+    Parameters
+    ----------
+    provenance
+        The stored run's :class:`~forgetkit.provenance.Provenance`.
+    """
+    rounds = provenance.extra.get("repeats")
+    return f"{provenance.describe()}; {provenance.cpu}, {provenance.threads} threads" + (
+        f", best of {rounds} rounds" if rounds else ""
+    )

@@ -13,7 +13,7 @@ fine-tuning and, in a second factor, the fine-tuning's length:
   fine-tuned from its weights after each of ``--pretrain-epochs`` epochs. The snapshots
   come from one run: the schedule is constant and the batch order of an epoch does not
   depend on how many follow, so the snapshot after ``e`` epochs is the model an
-  ``e``-epoch run ends with (the 20-epoch snapshot reproduces the first stored run).
+  ``e``-epoch run ends with (checked bit for bit against a shorter run on a small ResNet).
   This is not the paper's setting (its pretraining classes are disjoint from the task's);
   it asks whether a start with features that suit the task, and more optimisation of it,
   bring the same fine-tuning, on the same lossy images, down to the notebook's test error.

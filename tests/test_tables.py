@@ -207,3 +207,15 @@ def test_official_speed_rows_keep_the_methods_order_and_refuse_unknown_ones():
     assert "| jit: unlearning step, mlp | 1.000 | 0.500 | 2.00 | 1.0e-7 |" in text
     with pytest.raises(ValueError, match=r"no stored rows for \['scrub'\]"):
         official_speed(frame, ["scrub"])
+
+
+def test_official_speed_run_names_the_cpu_threads_and_rounds():
+    from forgetkit.provenance import Provenance
+    from forgetkit.tables import official_speed_run
+
+    run = Provenance.collect("benchmark", "cpu", [0], 12.0, repeats=5)
+    text = official_speed_run(run)
+    assert text.startswith(run.describe())
+    assert f"; {run.cpu}, {run.threads} threads, best of 5 rounds" in text
+    run.extra.pop("repeats")
+    assert official_speed_run(run).endswith(f"{run.threads} threads")
